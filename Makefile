@@ -1,0 +1,58 @@
+# token-broker: every task a developer or CI runs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Pinned build tools, installed from PyPI into a venv under target/ when missing.
+CARGO_LAMBDA_VERSION := 1.9.2
+# zig 0.16.0 broke ring's and aws-lc's builds; 0.17.1 works.
+ZIG_VERSION := 0.17.1
+SAM_CLI_VERSION := 1.170.0
+TOOLS := target/tools-venv
+TOOLS_BIN := $(abspath $(TOOLS))/bin
+FUNCTIONS := callback token verify
+
+.PHONY: help test lint fmt build tools deploy watch invoke clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+test: ## Run every test against a throw-away Redis and a fake provider (installs redis-server if missing)
+	cargo fmt --all -- --check
+	scripts/with-redis.sh cargo test --all-targets --locked
+	cargo clippy --all-targets --locked -- -D warnings
+	scripts/lint-template.sh
+
+lint: ## Formatting, clippy and the SAM template lint
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --locked -- -D warnings
+	scripts/lint-template.sh
+
+fmt: ## Format the code
+	cargo fmt --all
+
+$(TOOLS)/.installed:
+	python3 -m venv $(TOOLS) || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(TOOLS); }
+	$(TOOLS_BIN)/pip install -q cargo-lambda==$(CARGO_LAMBDA_VERSION) ziglang==$(ZIG_VERSION) aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+tools: $(TOOLS)/.installed ## Install cargo-lambda, zig and the SAM CLI into target/tools-venv
+	rustup target add aarch64-unknown-linux-gnu
+
+build: tools ## Build one arm64 bootstrap.zip per function in target/lambda/<function>/
+	PATH="$(TOOLS_BIN):$$PATH" cargo lambda build --release --arm64 --output-format zip
+	@for f in $(FUNCTIONS); do ls -l target/lambda/$$f/bootstrap.zip; done
+
+deploy: tools ## Build with SAM and deploy (asks for the parameters on the first run)
+	PATH="$(TOOLS_BIN):$$PATH" sam build
+	PATH="$(TOOLS_BIN):$$PATH" sam deploy --guided
+
+watch: tools ## Serve the functions locally through cargo-lambda's emulator, configured from .env
+	set -a; [ -f .env ] && . ./.env; set +a; PATH="$(TOOLS_BIN):$$PATH" cargo lambda watch
+
+FN ?= token
+EVENT ?= $(FN)
+invoke: tools ## Send events/$(EVENT).json to function $(FN) running under `make watch`
+	PATH="$(TOOLS_BIN):$$PATH" cargo lambda invoke $(FN) --data-file events/$(EVENT).json
+
+clean: ## Remove build output
+	cargo clean

@@ -1,0 +1,81 @@
+//! Everything a handler needs, built once per cold start and shared by every invocation.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::{
+    clock::{Clock, SystemClock},
+    config::{Config, ConfigError},
+    provider::Provider,
+    store::{RedisStore, Store, StoreError},
+};
+
+/// The connection every route uses until named connections exist.
+pub const DEFAULT_CONNECTION: &str = "default";
+
+pub struct App<S> {
+    pub config: Config,
+    pub store: S,
+    pub provider: Provider,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    #[error("HTTP client set-up failed: {0}")]
+    Http(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl App<RedisStore> {
+    /// The Lambda functions' start-up: configuration from the environment, Redis as the store.
+    pub fn from_env() -> Result<Self, InitError> {
+        let config = Config::from_env()?;
+        let store = RedisStore::new(&config.redis_url, config.redis_timeout)?;
+        Self::new(config, store, Arc::new(SystemClock))
+    }
+}
+
+impl<S: Store> App<S> {
+    pub fn new(config: Config, store: S, clock: Arc<dyn Clock>) -> Result<Self, InitError> {
+        let tls = tls_config()?;
+        let provider = Provider::new(&config, tls).map_err(|e| InitError::Http(e.to_string()))?;
+        Ok(Self {
+            config,
+            store,
+            provider,
+            clock,
+        })
+    }
+
+    pub fn tokens_key(&self, connection: &str) -> String {
+        format!("{}:conn:{connection}:tokens", self.config.key_prefix)
+    }
+
+    pub fn lock_key(&self, connection: &str) -> String {
+        format!("{}:conn:{connection}:refresh-lock", self.config.key_prefix)
+    }
+}
+
+/// ring and the bundled webpki roots: both start in microseconds, where aws-lc's entropy set-up
+/// and reading the OS certificate store cost milliseconds of every cold start.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, InitError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // The Redis client's TLS reads the process-wide default; a second install is a no-op.
+    let _ = rustls::crypto::CryptoProvider::install_default((*provider).clone());
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| InitError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}

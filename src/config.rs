@@ -1,0 +1,231 @@
+//! Configuration, read from the environment once per cold start and validated before any
+//! request is served. A missing or malformed variable stops start-up with an error that names it,
+//! so the broker never runs half-configured (and never fails open on an empty secret).
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::secret::Secret;
+
+/// How the broker authenticates to the provider's token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAuthMethod {
+    /// `client_id` and `client_secret` in the form body (Digi-Key's way).
+    ClientSecretPost,
+    /// HTTP Basic with the form-urlencoded client id and secret.
+    ClientSecretBasic,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub token_url: String,
+    pub redirect_uri: String,
+    pub oauth_state: Secret,
+    pub api_key: Secret,
+    pub redis_url: Secret,
+    pub token_auth_method: TokenAuthMethod,
+    /// Lifetime assumed for a refresh token when the provider does not say.
+    pub refresh_token_ttl: Duration,
+    /// An access token with less than this left is refreshed before it is handed out.
+    pub refresh_skew: Duration,
+    /// Namespace for every store key, so several brokers can share one Redis.
+    pub key_prefix: String,
+    pub provider_timeout: Duration,
+    pub redis_timeout: Duration,
+    /// How long a `/token` call waits for another caller's refresh before giving up with 503.
+    pub refresh_wait: Duration,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{0} is not set (or is empty); it is required")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+const DEFAULT_REFRESH_TOKEN_TTL: u64 = 90 * 24 * 3600;
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let token_url = vars.required("TOKEN_URL")?;
+        check_url("TOKEN_URL", &token_url)?;
+        let redirect_uri = vars.required("REDIRECT_URI")?;
+        check_url("REDIRECT_URI", &redirect_uri)?;
+        let redis_url = vars.required("REDIS_URL")?;
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
+            return Err(invalid("REDIS_URL", "must start with redis:// or rediss://"));
+        }
+        let token_auth_method = match vars.optional("TOKEN_AUTH_METHOD").as_deref() {
+            None | Some("client_secret_post") => TokenAuthMethod::ClientSecretPost,
+            Some("client_secret_basic") => TokenAuthMethod::ClientSecretBasic,
+            Some(_) => {
+                return Err(invalid(
+                    "TOKEN_AUTH_METHOD",
+                    "must be client_secret_post or client_secret_basic",
+                ));
+            }
+        };
+        let key_prefix = vars.optional("KEY_PREFIX").unwrap_or_else(|| "token-broker".to_owned());
+        if key_prefix.len() > 64 || key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("KEY_PREFIX", "must be at most 64 characters without spaces"));
+        }
+        Ok(Self {
+            client_id: vars.required("CLIENT_ID")?,
+            client_secret: Secret::new(vars.required("CLIENT_SECRET")?),
+            token_url,
+            redirect_uri,
+            oauth_state: Secret::new(vars.required("OAUTH_STATE")?),
+            api_key: Secret::new(vars.required("API_KEY")?),
+            redis_url: Secret::new(redis_url),
+            token_auth_method,
+            refresh_token_ttl: vars.seconds("REFRESH_TOKEN_TTL", DEFAULT_REFRESH_TOKEN_TTL, 60..=10 * 365 * 86400)?,
+            refresh_skew: vars.seconds("REFRESH_SKEW", 60, 0..=3600)?,
+            key_prefix,
+            provider_timeout: vars.seconds("PROVIDER_TIMEOUT", 10, 1..=120)?,
+            redis_timeout: vars.seconds("REDIS_TIMEOUT", 2, 1..=60)?,
+            refresh_wait: vars.seconds("REFRESH_WAIT", 5, 0..=120)?,
+        })
+    }
+}
+
+struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
+    /// Empty counts as unset: an empty secret must never be accepted as a valid one.
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn seconds(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        let Some(raw) = self.optional(name) else {
+            return Ok(Duration::from_secs(default));
+        };
+        let value: u64 = raw
+            .parse()
+            .map_err(|_| invalid(name, "must be a whole number of seconds"))?;
+        if !range.contains(&value) {
+            return Err(invalid(
+                name,
+                &format!("must be between {} and {} seconds", range.start(), range.end()),
+            ));
+        }
+        Ok(Duration::from_secs(value))
+    }
+}
+
+fn invalid(name: &'static str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        reason: reason.to_owned(),
+    }
+}
+
+/// Plain http is accepted only on loopback, for local providers and tests; tokens and client
+/// secrets must not cross a network in the clear.
+fn check_url(name: &'static str, value: &str) -> Result<(), ConfigError> {
+    let url = reqwest::Url::parse(value).map_err(|e| invalid(name, &format!("not a URL ({e})")))?;
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(invalid(name, "must be an https:// URL (http:// only on localhost)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn base() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("CLIENT_ID", "client"),
+            ("CLIENT_SECRET", "client-secret-value"),
+            ("TOKEN_URL", "https://provider.example/oauth2/token"),
+            ("REDIRECT_URI", "https://broker.example/callback"),
+            ("OAUTH_STATE", "oauth-state-value"),
+            ("API_KEY", "api-key-value"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, &'static str>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| vars.get(name).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn defaults_apply_when_optional_variables_are_unset() {
+        let config = load(&base()).unwrap();
+        assert_eq!(config.token_auth_method, TokenAuthMethod::ClientSecretPost);
+        assert_eq!(config.refresh_token_ttl, Duration::from_secs(7_776_000));
+        assert_eq!(config.refresh_skew, Duration::from_secs(60));
+        assert_eq!(config.key_prefix, "token-broker");
+    }
+
+    #[test]
+    fn each_required_variable_is_named_when_missing_or_empty() {
+        for name in [
+            "CLIENT_ID",
+            "CLIENT_SECRET",
+            "TOKEN_URL",
+            "REDIRECT_URI",
+            "OAUTH_STATE",
+            "API_KEY",
+            "REDIS_URL",
+        ] {
+            let mut vars = base();
+            vars.remove(name);
+            assert_eq!(load(&vars).unwrap_err(), ConfigError::Missing(name));
+            vars.insert(name, "  ");
+            assert_eq!(load(&vars).unwrap_err(), ConfigError::Missing(name));
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_rejected_with_their_name() {
+        for (name, value) in [
+            ("TOKEN_AUTH_METHOD", "private_key_jwt"),
+            ("REFRESH_SKEW", "soon"),
+            ("REFRESH_SKEW", "99999"),
+            ("TOKEN_URL", "http://provider.example/token"),
+            ("TOKEN_URL", "not a url"),
+            ("REDIS_URL", "memcached://x"),
+        ] {
+            let mut vars = base();
+            vars.insert(name, value);
+            match load(&vars).unwrap_err() {
+                ConfigError::Invalid { name: got, .. } => assert_eq!(got, name, "{value}"),
+                other => panic!("{name}={value}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn debug_output_redacts_every_secret() {
+        let printed = format!("{:?}", load(&base()).unwrap());
+        for value in ["client-secret-value", "oauth-state-value", "api-key-value", "redis://"] {
+            assert!(!printed.contains(value), "{value} in {printed}");
+        }
+        assert!(printed.contains("[redacted]"));
+    }
+}

@@ -1,0 +1,20 @@
+//! token-broker: holds a provider's OAuth 2.0 tokens for clients that cannot log in themselves.
+//!
+//! The library holds all logic; each binary in `src/bin/` is one Lambda function serving one
+//! route through [`lambda::run`].
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod lambda;
+pub mod logging;
+pub mod pages;
+pub mod provider;
+pub mod record;
+pub mod refresh;
+pub mod request;
+pub mod response;
+pub mod routes;
+pub mod secret;
+pub mod store;

@@ -1,0 +1,206 @@
+//! Getting a usable access token: serve the stored one while it is fresh, otherwise refresh it,
+//! with at most one refresh in flight per connection across every instance.
+//!
+//! The coordination goes through the store because instances share nothing else: a lock with
+//! an owner and an expiry decides who refreshes, and the write of the new pair is conditional on
+//! the generation it replaces, so a slow instance can never put back an older pair.
+
+use std::time::{Duration, Instant};
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::{
+    app::App,
+    error::BrokerError,
+    provider::ProviderError,
+    record::{ConnectionRecord, TokenSet},
+    store::{Expect, Store},
+};
+
+/// How often a caller waiting for another's refresh looks at the store again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Returns an access token valid for more than `min_valid` seconds if one can be had; after a
+/// refresh the new token is returned even if the provider's lifetime is shorter than asked.
+pub async fn access_token<S: Store>(app: &App<S>, connection: &str, min_valid: i64) -> Result<TokenSet, BrokerError> {
+    let key = app.tokens_key(connection);
+    let lock_key = app.lock_key(connection);
+    let owner = lock_owner();
+    let deadline = Instant::now() + app.config.refresh_wait;
+    let mut first_seen = None;
+    loop {
+        let (generation, tokens) = load_active(app, &key).await?;
+        let now = app.clock.now();
+        let seen = *first_seen.get_or_insert(generation);
+        // A pair written while we waited is the freshest there is: serve it rather than refresh
+        // again because the provider's lifetime is shorter than the caller asked for.
+        if tokens.access_valid_for(now) > min_valid || (generation != seen && tokens.access_valid_for(now) > 0) {
+            return Ok(tokens);
+        }
+        if tokens.refresh_valid_for(now) <= 0 {
+            return Err(BrokerError::ReauthorizationRequired {
+                reason: "the refresh token has expired".to_owned(),
+            });
+        }
+        if app.store.try_lock(&lock_key, &owner, lock_ttl(app)).await? {
+            let outcome = refresh_locked(app, &key, generation, &tokens).await;
+            if let Err(error) = app.store.unlock(&lock_key, &owner).await {
+                // The lock expires on its own; waiting callers lose at most its lifetime.
+                tracing::warn!(%error, connection, "could not release the refresh lock");
+            }
+            if let Some(tokens) = outcome? {
+                return Ok(tokens);
+            }
+        }
+        if Instant::now() >= deadline {
+            // Still valid, only inside the skew window: better than an error.
+            if tokens.access_valid_for(now) > 0 {
+                return Ok(tokens);
+            }
+            return Err(BrokerError::RefreshBusy);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The stored pair, or why there is none.
+pub async fn load_active<S: Store>(app: &App<S>, key: &str) -> Result<(u64, TokenSet), BrokerError> {
+    let Some(stored) = app.store.load(key).await? else {
+        return Err(BrokerError::ReauthorizationRequired {
+            reason: "no tokens are stored yet".to_owned(),
+        });
+    };
+    match ConnectionRecord::decode(&stored.data)? {
+        ConnectionRecord::Active(tokens) => Ok((stored.generation, tokens)),
+        ConnectionRecord::ReauthorizationRequired { reason, .. } => {
+            Err(BrokerError::ReauthorizationRequired { reason })
+        }
+    }
+}
+
+/// Refreshes while holding the lock. `Ok(None)`: the stored pair changed under us; look again.
+async fn refresh_locked<S: Store>(
+    app: &App<S>,
+    key: &str,
+    generation: u64,
+    tokens: &TokenSet,
+) -> Result<Option<TokenSet>, BrokerError> {
+    // The previous holder may have finished between our read and our lock.
+    if current_generation(app, key).await? != Some(generation) {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let result = app.provider.refresh(&tokens.refresh_token).await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let now = app.clock.now();
+    match result {
+        Ok(grant) => {
+            let next = tokens.refreshed(grant, now, app.config.refresh_token_ttl.as_secs() as i64);
+            let record = ConnectionRecord::Active(next.clone());
+            let written = app
+                .store
+                .write(
+                    key,
+                    Expect::Generation(generation),
+                    &record.encode(),
+                    ttl(next.refresh_valid_for(now)),
+                )
+                .await?;
+            match written {
+                Some(new_generation) => {
+                    tracing::info!(
+                        outcome = "refreshed",
+                        latency_ms,
+                        generation = new_generation,
+                        "token refreshed"
+                    );
+                }
+                None => {
+                    // Only possible if our lock expired mid-refresh and someone else wrote. The new
+                    // pair is valid, so this caller gets it, but it is not stored.
+                    tracing::error!(
+                        outcome = "lost_write",
+                        latency_ms,
+                        generation,
+                        "refreshed pair not stored: a newer write came first"
+                    );
+                }
+            }
+            Ok(Some(next))
+        }
+        Err(error) if error.is_invalid_grant() => {
+            // Another instance may have rotated the refresh token after our read: its pair is
+            // stored and valid, and ours was merely stale.
+            if current_generation(app, key).await? != Some(generation) {
+                tracing::info!(
+                    outcome = "stale_refresh_token",
+                    latency_ms,
+                    generation,
+                    "refresh token was already rotated"
+                );
+                return Ok(None);
+            }
+            let reason = match &error {
+                ProviderError::Refused {
+                    description: Some(description),
+                    ..
+                } => format!("the provider rejected the refresh token (invalid_grant: {description})"),
+                _ => "the provider rejected the refresh token (invalid_grant)".to_owned(),
+            };
+            let mark = ConnectionRecord::ReauthorizationRequired {
+                reason: reason.clone(),
+                since: now,
+            };
+            let written = app
+                .store
+                .write(key, Expect::Generation(generation), &mark.encode(), None)
+                .await?;
+            if written.is_none() {
+                return Ok(None);
+            }
+            tracing::warn!(
+                outcome = "invalid_grant",
+                latency_ms,
+                generation,
+                "connection needs a new login"
+            );
+            Err(BrokerError::ReauthorizationRequired { reason })
+        }
+        Err(error) => {
+            tracing::warn!(outcome = "provider_error", latency_ms, generation, %error, "refresh failed; stored tokens kept");
+            if tokens.access_valid_for(now) > 0 {
+                return Ok(Some(tokens.clone()));
+            }
+            Err(error.into())
+        }
+    }
+}
+
+async fn current_generation<S: Store>(app: &App<S>, key: &str) -> Result<Option<u64>, BrokerError> {
+    Ok(app.store.load(key).await?.map(|stored| stored.generation))
+}
+
+/// Long enough to cover a provider call that runs to its timeout plus the store write, so a
+/// live holder never loses its lock; short enough that a crashed holder blocks only briefly.
+fn lock_ttl<S>(app: &App<S>) -> Duration {
+    app.config.provider_timeout + 2 * app.config.redis_timeout + Duration::from_secs(1)
+}
+
+/// The record lives as long as its refresh token: after that it can never be used again.
+pub fn ttl(seconds: i64) -> Option<Duration> {
+    Some(Duration::from_secs(seconds.max(1) as u64))
+}
+
+fn lock_owner() -> String {
+    let mut bytes = [0u8; 16];
+    // The owner only has to differ between concurrent callers; if the system RNG fails, the
+    // clock-derived fallback still does.
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = nanos.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

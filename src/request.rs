@@ -1,0 +1,171 @@
+//! Reading what a client sent: the query string, the API key, and which format it wants back.
+
+use std::collections::HashMap;
+
+use lambda_http::{Request, http::header};
+
+use crate::{error::BrokerError, secret::Secret};
+
+/// Well above any legitimate callback (a code plus a state) and small enough to refuse abuse.
+const MAX_QUERY_BYTES: usize = 4096;
+
+/// Query parameter names that look like someone put a key into a URL.
+const KEY_PARAMETERS: &[&str] = &["api_key", "apikey", "key", "x-api-key", "x_api_key"];
+
+/// A parsed query string in which every name occurs at most once.
+#[derive(Debug, Default)]
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    pub fn parse(request: &Request) -> Result<Self, BrokerError> {
+        let raw = request.uri().query().unwrap_or("");
+        if raw.len() > MAX_QUERY_BYTES {
+            return Err(BrokerError::BadRequest(format!(
+                "the query string is longer than {MAX_QUERY_BYTES} bytes"
+            )));
+        }
+        let mut params = HashMap::new();
+        for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+            // form_urlencoded decodes invalid UTF-8 to U+FFFD; a replacement character that the
+            // raw text does not spell out means the client sent bytes that are not text.
+            if (name.contains('\u{FFFD}') || value.contains('\u{FFFD}')) && !raw.contains('\u{FFFD}') {
+                return Err(BrokerError::BadRequest(
+                    "the query string is not valid UTF-8".to_owned(),
+                ));
+            }
+            // Two values for one name have no single meaning, and picking one would let a
+            // proxy and the broker read different requests.
+            if params.insert(name.to_string(), value.to_string()).is_some() {
+                return Err(BrokerError::BadRequest(format!("the parameter {name:?} is repeated")));
+            }
+        }
+        Ok(Self(params))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// A parameter that must be there and not empty.
+    pub fn require(&self, name: &str) -> Result<&str, BrokerError> {
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| BrokerError::BadRequest(format!("the parameter {name:?} is missing")))
+    }
+
+    fn has_key_parameter(&self) -> bool {
+        self.0
+            .keys()
+            .any(|name| KEY_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()))
+    }
+}
+
+/// Refuses anything but `allowed` (HEAD is not offered: every route has side effects or secrets).
+pub fn require_method(request: &Request, allowed: &'static str) -> Result<(), BrokerError> {
+    if request.method().as_str() == allowed {
+        Ok(())
+    } else {
+        Err(BrokerError::MethodNotAllowed { allow: allowed })
+    }
+}
+
+/// Checks the API key of a headless client. A key in the URL is refused before anything else,
+/// even if it is right: the URL is already in some access log, and the client must learn that.
+pub fn authenticate(request: &Request, query: &Query, api_key: &Secret) -> Result<(), BrokerError> {
+    if query.has_key_parameter() {
+        return Err(BrokerError::KeyInQuery);
+    }
+    let presented = presented_key(request);
+    match presented {
+        Some(key) if api_key.matches(key) => Ok(()),
+        Some(_) => Err(BrokerError::Unauthorized { key_presented: true }),
+        None => Err(BrokerError::Unauthorized { key_presented: false }),
+    }
+}
+
+fn presented_key(request: &Request) -> Option<&str> {
+    let headers = request.headers();
+    if let Some(value) = headers.get("x-api-key") {
+        return value.to_str().ok().map(str::trim);
+    }
+    let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+/// True when the client asked for JSON over HTML (`Accept: application/json`, or JSON listed
+/// with a higher quality than HTML). Browsers ask for HTML and get pages.
+pub fn prefers_json(request: &Request) -> bool {
+    let Some(accept) = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let quality = |wanted: &str| {
+        accept
+            .split(',')
+            .filter_map(|item| {
+                let mut parts = item.split(';');
+                let media = parts.next()?.trim();
+                if !media.eq_ignore_ascii_case(wanted) {
+                    return None;
+                }
+                let q = parts
+                    .filter_map(|p| p.trim().strip_prefix("q="))
+                    .find_map(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                Some(q)
+            })
+            .fold(0.0_f32, f32::max)
+    };
+    let json = quality("application/json");
+    json > 0.0 && json > quality("text/html")
+}
+
+#[cfg(test)]
+mod tests {
+    use lambda_http::Body;
+
+    use super::*;
+
+    fn request(uri: &str, headers: &[(&str, &str)]) -> Request {
+        let mut builder = lambda_http::http::Request::builder().uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(Body::Empty).unwrap()
+    }
+
+    #[test]
+    fn query_rejects_repeated_names_and_bad_utf8() {
+        assert!(Query::parse(&request("/callback?code=a&state=b", &[])).is_ok());
+        assert!(Query::parse(&request("/callback?code=a&code=b", &[])).is_err());
+        assert!(Query::parse(&request("/callback?code=%FF%FE", &[])).is_err());
+        assert!(Query::parse(&request(&format!("/callback?code={}", "a".repeat(5000)), &[])).is_err());
+    }
+
+    #[test]
+    fn api_key_is_read_from_either_header() {
+        let key = Secret::new("k");
+        let none = Query::default();
+        assert!(authenticate(&request("/token", &[("authorization", "Bearer k")]), &none, &key).is_ok());
+        assert!(authenticate(&request("/token", &[("authorization", "bearer  k ")]), &none, &key).is_ok());
+        assert!(authenticate(&request("/token", &[("x-api-key", "k")]), &none, &key).is_ok());
+        assert!(authenticate(&request("/token", &[("authorization", "Basic k")]), &none, &key).is_err());
+        assert!(authenticate(&request("/token", &[("x-api-key", "kk")]), &none, &key).is_err());
+        assert!(authenticate(&request("/token", &[]), &none, &key).is_err());
+    }
+
+    #[test]
+    fn accept_negotiation_prefers_html_unless_json_wins() {
+        assert!(prefers_json(&request("/", &[("accept", "application/json")])));
+        assert!(prefers_json(&request(
+            "/",
+            &[("accept", "text/html;q=0.5, application/json")]
+        )));
+        assert!(!prefers_json(&request(
+            "/",
+            &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")]
+        )));
+        assert!(!prefers_json(&request("/", &[("accept", "application/json;q=0")])));
+        assert!(!prefers_json(&request("/", &[])));
+    }
+}

@@ -1,0 +1,105 @@
+//! `GET /callback`: where the provider sends the person's browser after login (RFC 6749 §4.1.2).
+
+use lambda_http::{Body, Request, Response, http::StatusCode};
+use serde_json::json;
+
+use crate::{
+    app::{App, DEFAULT_CONNECTION},
+    error::BrokerError,
+    pages,
+    provider::ProviderError,
+    record::{ConnectionRecord, TokenSet},
+    refresh::ttl,
+    request::{self, Query},
+    response,
+    secret::Secret,
+    store::{Expect, Store},
+};
+
+pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body> {
+    let json = request::prefers_json(request);
+    match authorize(app, request).await {
+        Ok(tokens) => {
+            let now = app.clock.now();
+            let (access, refresh) = (tokens.access_valid_for(now), tokens.refresh_valid_for(now));
+            tracing::info!(
+                access_expires_in = access,
+                refresh_expires_in = refresh,
+                "authorization stored"
+            );
+            if json {
+                response::json(
+                    StatusCode::OK,
+                    &json!({
+                        "status": "authorized",
+                        "access_token_expires_in": access,
+                        "refresh_token_expires_in": refresh,
+                        "scope": tokens.scope,
+                    }),
+                )
+            } else {
+                response::html(StatusCode::OK, pages::success(access, refresh))
+            }
+        }
+        Err(error) if json => error.into_json(),
+        Err(error) => error.into_html(),
+    }
+}
+
+async fn authorize<S: Store>(app: &App<S>, request: &Request) -> Result<TokenSet, BrokerError> {
+    request::require_method(request, "GET")?;
+    let query = Query::parse(request)?;
+    let state_ok = query
+        .get("state")
+        .is_some_and(|state| app.config.oauth_state.matches(state));
+    if let Some(error) = query.get("error") {
+        return Err(denied(error, query.get("error_description"), state_ok));
+    }
+    query.require("state")?;
+    let code = Secret::new(query.require("code")?);
+    if !state_ok {
+        return Err(BrokerError::InvalidState);
+    }
+    let key = app.tokens_key(DEFAULT_CONNECTION);
+    // Codes are single-use: make sure the store can take the result before spending one.
+    app.store.load(&key).await?;
+    let grant = app.provider.exchange_code(&code).await?;
+    let now = app.clock.now();
+    let tokens =
+        TokenSet::from_authorization(grant, now, app.config.refresh_token_ttl.as_secs() as i64).map_err(|e| {
+            BrokerError::Provider(ProviderError::Malformed {
+                status: 200,
+                detail: e.to_string(),
+            })
+        })?;
+    // A fresh authorization replaces whatever was there, including a re-authorization mark.
+    let record = ConnectionRecord::Active(tokens.clone());
+    app.store
+        .write(&key, Expect::Any, &record.encode(), ttl(tokens.refresh_valid_for(now)))
+        .await?;
+    Ok(tokens)
+}
+
+/// The provider's error redirect is shown to the person, but its free-text description only when
+/// the state proves the redirect came from a login we started: otherwise anyone could make our
+/// domain display a message of their choosing.
+fn denied(error: &str, description: Option<&str>, state_ok: bool) -> BrokerError {
+    let error: String = error
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect();
+    let description = if state_ok {
+        description.map(|d| d.chars().filter(|c| !c.is_control()).take(512).collect())
+    } else {
+        Some("the provider reported an error for a login this broker did not start".to_owned())
+    };
+    BrokerError::AuthorizationDenied {
+        error: if error.is_empty() {
+            "authorization_failed".to_owned()
+        } else {
+            error
+        },
+        description,
+    }
+}

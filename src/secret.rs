@@ -1,0 +1,66 @@
+//! Values that must never be printed: tokens, client secrets, API keys, state values.
+
+use std::fmt;
+
+use ring::digest::{SHA256, digest};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+/// A secret string. `Debug` and `Display` print `[redacted]`, so a stray `{:?}` in a log line
+/// or an error message cannot leak it; the value is reached only through [`Secret::expose`].
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison that leaks neither content nor length: both sides are hashed
+    /// first, so the comparison always runs over 32 bytes whatever the caller sent.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let ours = digest(&SHA256, self.0.as_bytes());
+        let theirs = digest(&SHA256, candidate.as_bytes());
+        ours.as_ref().ct_eq(theirs.as_ref()).into()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_value() {
+        let secret = Secret::new("hunter2-very-secret");
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+        assert_eq!(format!("{secret}"), "[redacted]");
+        assert_eq!(format!("{:?}", Some(&secret)), "Some([redacted])");
+    }
+
+    #[test]
+    fn matches_only_the_exact_value() {
+        let secret = Secret::new("k3y");
+        assert!(secret.matches("k3y"));
+        assert!(!secret.matches("k3y "));
+        assert!(!secret.matches("K3Y"));
+        assert!(!secret.matches(""));
+        assert!(!secret.matches("k3"));
+    }
+}

@@ -1,0 +1,63 @@
+//! Storage the routes rely on: versioned records and short-lived locks.
+//!
+//! Every backend offers the same small contract, so the route logic (and the refresh guarantees
+//! built on it) does not depend on which store is in use.
+
+mod redis;
+
+use std::{future::Future, time::Duration};
+
+use thiserror::Error;
+
+pub use self::redis::RedisStore;
+
+/// A stored value together with its generation. Generations start at 1 and grow by one with
+/// every write, so a writer can tell whether the value it read is still the current one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub generation: u64,
+    pub data: Vec<u8>,
+}
+
+/// What a conditional write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Write whatever is there (a fresh authorization replaces everything).
+    Any,
+    /// Write only if the current generation is this one.
+    Generation(u64),
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time; the request may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered, but with something this version cannot use.
+    #[error("store answered unexpectedly: {0}")]
+    Protocol(String),
+}
+
+pub trait Store: Send + Sync {
+    /// One round trip: this is the hot path of every `/token` call.
+    fn load(&self, key: &str) -> impl Future<Output = Result<Option<Versioned>, StoreError>> + Send;
+
+    /// Atomically writes `data` as the next generation if `expect` holds, and lets the key expire
+    /// after `ttl` (never, if `None`). Returns the new generation, or `None` if another writer got
+    /// there first.
+    fn write(
+        &self,
+        key: &str,
+        expect: Expect,
+        data: &[u8],
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Takes the lock `key` for `owner` unless someone else holds it. The lock vanishes by itself
+    /// after `ttl`, so a crashed holder cannot block others for longer than that.
+    fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Releases the lock only if `owner` still holds it; a lock that expired and was taken by
+    /// another caller is left alone.
+    fn unlock(&self, key: &str, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,159 @@
+//! Redis backend: ElastiCache, Upstash or any `redis://` / `rediss://` server.
+//!
+//! A record is a hash with two fields, `gen` and `data`, so a read is one `HMGET` and the
+//! generation check of a write runs inside the server as a Lua script, atomic with the write.
+
+use std::time::Duration;
+
+use redis::{
+    AsyncCommands, Client, ErrorKind, RedisError, Script, Value,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+use super::{Expect, Store, StoreError, Versioned};
+use crate::secret::Secret;
+
+/// KEYS[1] record; ARGV: expected generation ("" = any), data, ttl in ms ("0" = none).
+const WRITE: &str = r"
+local current = redis.call('HGET', KEYS[1], 'gen')
+if ARGV[1] ~= '' and current ~= ARGV[1] then
+  return false
+end
+local next = (tonumber(current) or 0) + 1
+redis.call('HSET', KEYS[1], 'gen', next, 'data', ARGV[2])
+if ARGV[3] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+else
+  redis.call('PERSIST', KEYS[1])
+end
+return next
+";
+
+/// KEYS[1] lock; ARGV[1] owner.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// One multiplexed connection per process, opened on first use and re-opened by itself after a
+/// failure, so a warm function survives a Redis restart without being recycled.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    write: Script,
+    unlock: Script,
+}
+
+impl RedisStore {
+    /// Does not connect: the first command does. A Redis outage at cold start therefore shows up
+    /// as 503 answers, not as a function that fails to initialize.
+    pub fn new(url: &Secret, timeout: Duration) -> Result<Self, StoreError> {
+        let client = Client::open(url.expose()).map_err(|e| StoreError::Protocol(describe(&e)))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        Ok(Self {
+            connection,
+            write: Script::new(WRITE),
+            unlock: Script::new(UNLOCK),
+        })
+    }
+}
+
+/// Redis error texts can echo parts of a command, and commands carry token records: keep only
+/// the kind of failure.
+fn describe(error: &RedisError) -> String {
+    let kind = match error.kind() {
+        ErrorKind::Io => "connection failed",
+        ErrorKind::AuthenticationFailed => "authentication failed",
+        ErrorKind::InvalidClientConfig => "invalid client configuration",
+        _ if error.is_timeout() => "timed out",
+        _ if error.is_connection_dropped() || error.is_connection_refusal() => "connection failed",
+        _ => "command failed",
+    };
+    format!("{kind} ({:?})", error.kind())
+}
+
+fn classify(error: RedisError) -> StoreError {
+    if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal() {
+        StoreError::Unavailable(describe(&error))
+    } else {
+        StoreError::Protocol(describe(&error))
+    }
+}
+
+impl Store for RedisStore {
+    async fn load(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let mut connection = self.connection.clone();
+        let (generation, data): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(key)
+            .arg("gen")
+            .arg("data")
+            .query_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        match (generation, data) {
+            (Some(generation), Some(data)) => Ok(Some(Versioned { generation, data })),
+            (None, None) => Ok(None),
+            _ => Err(StoreError::Protocol(format!("record {key} is incomplete"))),
+        }
+    }
+
+    async fn write(
+        &self,
+        key: &str,
+        expect: Expect,
+        data: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut connection = self.connection.clone();
+        let expected = match expect {
+            Expect::Any => String::new(),
+            Expect::Generation(generation) => generation.to_string(),
+        };
+        // A zero TTL would delete the key at once; a record that is already expired is better
+        // kept for a moment than lost, so round up to one millisecond.
+        let ttl_ms = ttl.map_or(0, |ttl| ttl.as_millis().max(1));
+        let reply: Value = self
+            .write
+            .key(key)
+            .arg(expected)
+            .arg(data)
+            .arg(ttl_ms.to_string())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        match reply {
+            Value::Int(generation) => Ok(Some(generation as u64)),
+            Value::Nil => Ok(None),
+            other => Err(StoreError::Protocol(format!("unexpected write reply {other:?}"))),
+        }
+    }
+
+    async fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let options = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .with_expiration(redis::SetExpiry::PX(ttl.as_millis().max(1) as u64));
+        let reply: Option<String> = connection.set_options(key, owner, options).await.map_err(classify)?;
+        Ok(reply.is_some())
+    }
+
+    async fn unlock(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: i64 = self
+            .unlock
+            .key(key)
+            .arg(owner)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,233 @@
+//! Shared test set-up: a real Redis (started by `scripts/with-redis.sh`, see `make test`), a fake
+//! provider over real HTTP on 127.0.0.1 (wiremock), a clock the tests move, and the handlers
+//! driven by the API Gateway events in `events/`.
+
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use lambda_http::{Body, Request, Response};
+use serde_json::Value;
+use token_broker::{
+    app::{App, DEFAULT_CONNECTION},
+    clock::ManualClock,
+    config::Config,
+    record::{ConnectionRecord, TokenSet},
+    routes::{self, Route},
+    secret::Secret,
+    store::{Expect, RedisStore, Store},
+};
+use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+
+pub const API_KEY: &str = "test-api-key";
+pub const OAUTH_STATE: &str = "test-oauth-state";
+pub const CODE: &str = "test-authorization-code";
+pub const CLIENT_ID: &str = "test-client-id";
+pub const CLIENT_SECRET: &str = "test-client-secret";
+pub const REDIRECT_URI: &str = "https://broker.example/callback";
+pub const TOKEN_PATH: &str = "/v1/oauth2/token";
+/// 2026-11-23T06:00:00Z, the time the tests' clock starts at.
+pub const START: i64 = 1_795_413_600;
+
+pub fn redis_url() -> String {
+    std::env::var("TOKEN_BROKER_TEST_REDIS").expect(
+        "TOKEN_BROKER_TEST_REDIS is not set: run the tests with `make test`, which starts a Redis server for them",
+    )
+}
+
+/// A prefix no other test uses, so tests can share one Redis and run in parallel.
+pub fn unique_prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "test-{}-{}-{}",
+        std::process::id(),
+        START,
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub struct Harness {
+    pub app: App<RedisStore>,
+    pub provider: MockServer,
+    pub clock: Arc<ManualClock>,
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        Self::with(&[]).await
+    }
+
+    /// A harness whose configuration differs from the default by `overrides`.
+    pub async fn with(overrides: &[(&str, &str)]) -> Self {
+        let provider = MockServer::start().await;
+        let vars = base_vars(&provider, &redis_url(), overrides);
+        let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test configuration is valid");
+        let store = RedisStore::new(&config.redis_url, config.redis_timeout).unwrap();
+        let clock = Arc::new(ManualClock::new(START));
+        let app = App::new(config, store, clock.clone()).unwrap();
+        Self { app, provider, clock }
+    }
+
+    pub async fn call(&self, route: Route, event: &str) -> Reply {
+        Reply::from(routes::handle(&self.app, route, event_request(event)).await).await
+    }
+
+    pub async fn call_request(&self, route: Route, request: Request) -> Reply {
+        Reply::from(routes::handle(&self.app, route, request).await).await
+    }
+
+    pub fn tokens_key(&self) -> String {
+        self.app.tokens_key(DEFAULT_CONNECTION)
+    }
+
+    /// Stores a pair as a completed login would, bypassing the provider.
+    pub async fn seed(&self, tokens: &TokenSet) -> u64 {
+        let record = ConnectionRecord::Active(tokens.clone());
+        self.app
+            .store
+            .write(&self.tokens_key(), Expect::Any, &record.encode(), None)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    pub async fn stored(&self) -> Option<(u64, ConnectionRecord)> {
+        let stored = self.app.store.load(&self.tokens_key()).await.unwrap()?;
+        Some((stored.generation, ConnectionRecord::decode(&stored.data).unwrap()))
+    }
+
+    pub async fn stored_tokens(&self) -> TokenSet {
+        match self.stored().await {
+            Some((_, ConnectionRecord::Active(tokens))) => tokens,
+            other => panic!("expected stored tokens, found {other:?}"),
+        }
+    }
+
+    /// Every request the fake provider received at the token endpoint, as decoded form bodies.
+    pub async fn token_requests(&self) -> Vec<HashMap<String, String>> {
+        self.provider
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path() == TOKEN_PATH)
+            .map(|r| form_urlencoded::parse(&r.body).into_owned().collect())
+            .collect()
+    }
+}
+
+pub fn base_vars(provider: &MockServer, redis_url: &str, overrides: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut vars: HashMap<String, String> = [
+        ("CLIENT_ID", CLIENT_ID.to_owned()),
+        ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ("TOKEN_URL", format!("{}{TOKEN_PATH}", provider.uri())),
+        ("REDIRECT_URI", REDIRECT_URI.to_owned()),
+        ("OAUTH_STATE", OAUTH_STATE.to_owned()),
+        ("API_KEY", API_KEY.to_owned()),
+        ("REDIS_URL", redis_url.to_owned()),
+        ("KEY_PREFIX", unique_prefix()),
+        ("PROVIDER_TIMEOUT", "2".to_owned()),
+        ("REDIS_TIMEOUT", "1".to_owned()),
+        ("REFRESH_WAIT", "3".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (name, value) in overrides {
+        vars.insert((*name).to_owned(), (*value).to_owned());
+    }
+    vars
+}
+
+/// An event from `events/`, parsed the way the Lambda runtime parses it.
+pub fn event_request(name: &str) -> Request {
+    let path = format!("{}/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// An event with its query string replaced, for cases not worth a fixture of their own.
+pub fn event_with_query(name: &str, query: &str) -> Request {
+    let mut request = event_request(name);
+    let path = request.uri().path().to_owned();
+    *request.uri_mut() = format!("{path}?{query}").parse().unwrap();
+    request
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: lambda_http::http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    async fn from(response: Response<Body>) -> Self {
+        let (parts, body) = response.into_parts();
+        let body = match body {
+            Body::Empty => String::new(),
+            Body::Text(text) => text,
+            Body::Binary(bytes) => String::from_utf8(bytes).unwrap(),
+            _ => panic!("unexpected body kind"),
+        };
+        Self {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+pub fn tokens(access: &str, refresh: &str, access_expires_at: i64, refresh_expires_at: i64) -> TokenSet {
+    TokenSet {
+        access_token: Secret::new(access),
+        refresh_token: Secret::new(refresh),
+        token_type: "Bearer".to_owned(),
+        scope: Some("read".to_owned()),
+        access_expires_at,
+        refresh_expires_at,
+        issued_at: START,
+    }
+}
+
+/// A token endpoint answer in Digi-Key's shape.
+pub fn grant_body(access: &str, refresh: &str) -> Value {
+    serde_json::json!({
+        "access_token": access,
+        "refresh_token": refresh,
+        "expires_in": 1799,
+        "refresh_token_expires_in": 7_775_999,
+        "token_type": "Bearer",
+    })
+}
+
+pub async fn provider_answers(server: &MockServer, response: ResponseTemplate) {
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path(TOKEN_PATH))
+        .respond_with(response)
+        .mount(server)
+        .await;
+}
+
+/// A loopback port nothing listens on.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
