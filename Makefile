@@ -11,20 +11,23 @@ TOOLS := target/tools-venv
 TOOLS_BIN := $(abspath $(TOOLS))/bin
 FUNCTIONS := callback token verify
 
-.PHONY: help test lint fmt build tools deploy watch invoke clean
+.PHONY: help serve test lint fmt build tools deploy watch invoke clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
+serve: ## Run the whole broker locally on 127.0.0.1:9000, configured from .env (see .env.example)
+	cargo run --release --locked --features local --bin serve
+
 test: ## Run every test against a throw-away Redis and a fake provider (installs redis-server if missing)
 	cargo fmt --all -- --check
-	scripts/with-redis.sh cargo test --all-targets --locked
-	cargo clippy --all-targets --locked -- -D warnings
+	scripts/with-redis.sh cargo test --all-targets --all-features --locked
+	cargo clippy --all-targets --all-features --locked -- -D warnings
 	scripts/lint-template.sh
 
 lint: ## Formatting, clippy and the SAM template lint
 	cargo fmt --all -- --check
-	cargo clippy --all-targets --locked -- -D warnings
+	cargo clippy --all-targets --all-features --locked -- -D warnings
 	scripts/lint-template.sh
 
 fmt: ## Format the code

@@ -6,7 +6,7 @@ use thiserror::Error;
 
 use crate::{
     clock::{Clock, SystemClock},
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, StoreConfig},
     provider::Provider,
     store::{RedisStore, Store, StoreError},
 };
@@ -31,13 +31,26 @@ pub enum InitError {
     Http(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "REDIS_URL is not set; it is required on AWS Lambda, where the embedded store cannot work \
+         (each instance would hold its own tokens)"
+    )]
+    EmbeddedStoreOnLambda,
+}
+
+/// True inside AWS Lambda (the runtime sets these for every function).
+pub fn on_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() || std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
 }
 
 impl App<RedisStore> {
     /// The Lambda functions' start-up: configuration from the environment, Redis as the store.
     pub fn from_env() -> Result<Self, InitError> {
         let config = Config::from_env()?;
-        let store = RedisStore::new(&config.redis_url, config.redis_timeout)?;
+        let StoreConfig::Redis { url } = &config.store else {
+            return Err(InitError::EmbeddedStoreOnLambda);
+        };
+        let store = RedisStore::new(url, config.redis_timeout)?;
         Self::new(config, store, Arc::new(SystemClock))
     }
 }

@@ -2,7 +2,7 @@
 //! request is served. A missing or malformed variable stops start-up with an error that names it,
 //! so the broker never runs half-configured (and never fails open on an empty secret).
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
@@ -25,7 +25,7 @@ pub struct Config {
     pub redirect_uri: String,
     pub oauth_state: Secret,
     pub api_key: Secret,
-    pub redis_url: Secret,
+    pub store: StoreConfig,
     pub token_auth_method: TokenAuthMethod,
     /// Lifetime assumed for a refresh token when the provider does not say.
     pub refresh_token_ttl: Duration,
@@ -39,10 +39,18 @@ pub struct Config {
     pub refresh_wait: Duration,
 }
 
+/// Where the tokens live: Redis when `REDIS_URL` is set, else the embedded on-disk store of local
+/// mode (refused on Lambda, where each instance would hold its own tokens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Redis { url: Secret },
+    Embedded { dir: PathBuf },
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("{0} is not set (or is empty); it is required")]
-    Missing(&'static str),
+    #[error("{} not set (or empty); {} required", .0.join(", "), if .0.len() == 1 { "it is" } else { "they are" })]
+    Missing(Vec<&'static str>),
     #[error("{name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
 }
@@ -57,14 +65,31 @@ impl Config {
     /// Reads the configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(&lookup);
+        // Report every missing variable at once: fixing them one start-up at a time is tedious.
+        let missing: Vec<&'static str> = REQUIRED
+            .iter()
+            .copied()
+            .filter(|name| vars.optional(name).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(ConfigError::Missing(missing));
+        }
         let token_url = vars.required("TOKEN_URL")?;
         check_url("TOKEN_URL", &token_url)?;
         let redirect_uri = vars.required("REDIRECT_URI")?;
         check_url("REDIRECT_URI", &redirect_uri)?;
-        let redis_url = vars.required("REDIS_URL")?;
-        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
-            return Err(invalid("REDIS_URL", "must start with redis:// or rediss://"));
-        }
+        let store = match vars.optional("REDIS_URL") {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                StoreConfig::Redis { url: Secret::new(url) }
+            }
+            Some(_) => return Err(invalid("REDIS_URL", "must start with redis:// or rediss://")),
+            None => StoreConfig::Embedded {
+                dir: PathBuf::from(
+                    vars.optional("DATA_DIR")
+                        .unwrap_or_else(|| "./.token-broker".to_owned()),
+                ),
+            },
+        };
         let token_auth_method = match vars.optional("TOKEN_AUTH_METHOD").as_deref() {
             None | Some("client_secret_post") => TokenAuthMethod::ClientSecretPost,
             Some("client_secret_basic") => TokenAuthMethod::ClientSecretBasic,
@@ -86,7 +111,7 @@ impl Config {
             redirect_uri,
             oauth_state: Secret::new(vars.required("OAUTH_STATE")?),
             api_key: Secret::new(vars.required("API_KEY")?),
-            redis_url: Secret::new(redis_url),
+            store,
             token_auth_method,
             refresh_token_ttl: vars.seconds("REFRESH_TOKEN_TTL", DEFAULT_REFRESH_TOKEN_TTL, 60..=10 * 365 * 86400)?,
             refresh_skew: vars.seconds("REFRESH_SKEW", 60, 0..=3600)?,
@@ -98,6 +123,17 @@ impl Config {
     }
 }
 
+/// Variables without which no route can work. `REDIS_URL` is not among them: without it, local
+/// mode uses its embedded store, and the Lambda functions refuse to start.
+pub const REQUIRED: [&str; 6] = [
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "TOKEN_URL",
+    "REDIRECT_URI",
+    "OAUTH_STATE",
+    "API_KEY",
+];
+
 struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
 
 impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
@@ -107,7 +143,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     }
 
     fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.optional(name).ok_or(ConfigError::Missing(name))
+        self.optional(name).ok_or_else(|| ConfigError::Missing(vec![name]))
     }
 
     fn seconds(
@@ -184,21 +220,45 @@ mod tests {
 
     #[test]
     fn each_required_variable_is_named_when_missing_or_empty() {
-        for name in [
-            "CLIENT_ID",
-            "CLIENT_SECRET",
-            "TOKEN_URL",
-            "REDIRECT_URI",
-            "OAUTH_STATE",
-            "API_KEY",
-            "REDIS_URL",
-        ] {
+        for name in REQUIRED {
             let mut vars = base();
             vars.remove(name);
-            assert_eq!(load(&vars).unwrap_err(), ConfigError::Missing(name));
+            assert_eq!(load(&vars).unwrap_err(), ConfigError::Missing(vec![name]));
             vars.insert(name, "  ");
-            assert_eq!(load(&vars).unwrap_err(), ConfigError::Missing(name));
+            assert_eq!(load(&vars).unwrap_err(), ConfigError::Missing(vec![name]));
         }
+    }
+
+    #[test]
+    fn all_missing_variables_are_listed_together() {
+        let mut vars = base();
+        vars.remove("API_KEY");
+        vars.remove("CLIENT_ID");
+        let error = load(&vars).unwrap_err();
+        assert_eq!(error, ConfigError::Missing(vec!["CLIENT_ID", "API_KEY"]));
+        assert_eq!(
+            error.to_string(),
+            "CLIENT_ID, API_KEY not set (or empty); they are required"
+        );
+    }
+
+    #[test]
+    fn without_redis_url_the_embedded_store_is_chosen() {
+        let mut vars = base();
+        vars.remove("REDIS_URL");
+        assert_eq!(
+            load(&vars).unwrap().store,
+            StoreConfig::Embedded {
+                dir: PathBuf::from("./.token-broker")
+            }
+        );
+        vars.insert("DATA_DIR", "/var/lib/token-broker");
+        assert_eq!(
+            load(&vars).unwrap().store,
+            StoreConfig::Embedded {
+                dir: PathBuf::from("/var/lib/token-broker")
+            }
+        );
     }
 
     #[test]

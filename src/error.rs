@@ -40,6 +40,9 @@ pub enum BrokerError {
     StoreUnreadable(#[from] DecodeError),
     #[error("another caller's refresh did not finish in time")]
     RefreshBusy,
+    /// A path no route serves (local mode; API Gateway answers these itself).
+    #[error("no such route")]
+    NotFound,
 }
 
 /// An error ready to be written as JSON or as an HTML page.
@@ -188,6 +191,11 @@ impl BrokerError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "store_unreadable",
                 "the stored record cannot be read; it has been left as it is".to_owned(),
+            ),
+            Self::NotFound => reply(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; the broker serves /callback, /token and /verify".to_owned(),
             ),
             Self::RefreshBusy => ErrorReply {
                 retry_after: Some(RETRY_BUSY),

@@ -8,6 +8,8 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod lambda;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod logging;
 pub mod pages;
 pub mod provider;

@@ -49,3 +49,17 @@ fn every_function_stops_at_init_naming_an_unset_or_empty_secret() {
         }
     }
 }
+
+#[test]
+fn lambda_functions_refuse_to_start_without_redis() {
+    for binary in [
+        env!("CARGO_BIN_EXE_callback"),
+        env!("CARGO_BIN_EXE_token"),
+        env!("CARGO_BIN_EXE_verify"),
+    ] {
+        let env: Vec<(&str, &str)> = FULL.iter().copied().filter(|(k, _)| *k != "REDIS_URL").collect();
+        let (ok, output) = start(binary, &env);
+        assert!(!ok, "{binary} started without REDIS_URL");
+        assert!(output.contains("REDIS_URL"), "{binary}: {output}");
+    }
+}

@@ -3,12 +3,16 @@
 //! Every backend offers the same small contract, so the route logic (and the refresh guarantees
 //! built on it) does not depend on which store is in use.
 
+#[cfg(feature = "local")]
+mod embedded;
 mod redis;
 
 use std::{future::Future, time::Duration};
 
 use thiserror::Error;
 
+#[cfg(feature = "local")]
+pub use self::embedded::EmbeddedStore;
 pub use self::redis::RedisStore;
 
 /// A stored value together with its generation. Generations start at 1 and grow by one with
@@ -60,4 +64,50 @@ pub trait Store: Send + Sync {
     /// Releases the lock only if `owner` still holds it; a lock that expired and was taken by
     /// another caller is left alone.
     fn unlock(&self, key: &str, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Either backend, chosen by configuration at start-up (local mode). The Lambda functions use
+/// [`RedisStore`] directly.
+#[cfg(feature = "local")]
+#[derive(Clone)]
+pub enum AnyStore {
+    Redis(RedisStore),
+    Embedded(EmbeddedStore),
+}
+
+#[cfg(feature = "local")]
+impl Store for AnyStore {
+    async fn load(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        match self {
+            Self::Redis(store) => store.load(key).await,
+            Self::Embedded(store) => store.load(key).await,
+        }
+    }
+
+    async fn write(
+        &self,
+        key: &str,
+        expect: Expect,
+        data: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<Option<u64>, StoreError> {
+        match self {
+            Self::Redis(store) => store.write(key, expect, data, ttl).await,
+            Self::Embedded(store) => store.write(key, expect, data, ttl).await,
+        }
+    }
+
+    async fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        match self {
+            Self::Redis(store) => store.try_lock(key, owner, ttl).await,
+            Self::Embedded(store) => store.try_lock(key, owner, ttl).await,
+        }
+    }
+
+    async fn unlock(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(store) => store.unlock(key, owner).await,
+            Self::Embedded(store) => store.unlock(key, owner).await,
+        }
+    }
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use token_broker::{
     app::{App, DEFAULT_CONNECTION},
     clock::ManualClock,
-    config::Config,
+    config::{Config, StoreConfig},
     record::{ConnectionRecord, TokenSet},
     routes::{self, Route},
     secret::Secret,
@@ -68,7 +68,10 @@ impl Harness {
         let provider = MockServer::start().await;
         let vars = base_vars(&provider, &redis_url(), overrides);
         let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test configuration is valid");
-        let store = RedisStore::new(&config.redis_url, config.redis_timeout).unwrap();
+        let StoreConfig::Redis { url } = &config.store else {
+            panic!("tests run against Redis")
+        };
+        let store = RedisStore::new(url, config.redis_timeout).unwrap();
         let clock = Arc::new(ManualClock::new(START));
         let app = App::new(config, store, clock.clone()).unwrap();
         Self { app, provider, clock }
@@ -230,4 +233,84 @@ pub async fn provider_answers(server: &MockServer, response: ResponseTemplate) {
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// A fresh, empty directory under cargo's scratch space for integration tests (target/tmp).
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", unique_prefix()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A fake provider that behaves like Digi-Key's token endpoint: every grant issues a new pair,
+/// refresh tokens rotate, and a refresh token that was already used (or never issued) gets
+/// `invalid_grant`. Counts what it was asked.
+#[derive(Default)]
+pub struct RotatingProvider {
+    state: std::sync::Mutex<RotationState>,
+}
+
+#[derive(Default)]
+struct RotationState {
+    issued: u64,
+    current_refresh: Option<String>,
+    code_exchanges: usize,
+    refreshes: usize,
+    rejected: usize,
+}
+
+impl RotatingProvider {
+    pub fn code_exchanges(&self) -> usize {
+        self.state.lock().unwrap().code_exchanges
+    }
+    pub fn refreshes(&self) -> usize {
+        self.state.lock().unwrap().refreshes
+    }
+    pub fn rejected(&self) -> usize {
+        self.state.lock().unwrap().rejected
+    }
+    pub fn current_refresh(&self) -> Option<String> {
+        self.state.lock().unwrap().current_refresh.clone()
+    }
+
+    /// Mounts this provider at the token endpoint of `server`, answering after `delay`.
+    pub async fn mount(self: &Arc<Self>, server: &MockServer, delay: std::time::Duration) {
+        Mock::given(matchers::method("POST"))
+            .and(matchers::path(TOKEN_PATH))
+            .respond_with(RotatingResponder(self.clone(), delay))
+            .mount(server)
+            .await;
+    }
+}
+
+struct RotatingResponder(Arc<RotatingProvider>, std::time::Duration);
+
+impl wiremock::Respond for RotatingResponder {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let form: HashMap<String, String> = form_urlencoded::parse(&request.body).into_owned().collect();
+        let mut state = self.0.state.lock().unwrap();
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => state.code_exchanges += 1,
+            Some("refresh_token") => {
+                state.refreshes += 1;
+                if form.get("refresh_token") != state.current_refresh.as_ref() {
+                    state.rejected += 1;
+                    return ResponseTemplate::new(400)
+                        .set_body_json(serde_json::json!({"error": "invalid_grant", "error_description": "refresh token already used"}))
+                        .set_delay(self.1);
+                }
+            }
+            _ => {
+                return ResponseTemplate::new(400)
+                    .set_body_json(serde_json::json!({"error": "unsupported_grant_type"}));
+            }
+        }
+        state.issued += 1;
+        let n = state.issued;
+        state.current_refresh = Some(format!("refresh-{n}"));
+        ResponseTemplate::new(200)
+            .set_body_json(grant_body(&format!("access-{n}"), &format!("refresh-{n}")))
+            .set_delay(self.1)
+    }
 }

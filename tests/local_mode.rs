@@ -1,0 +1,316 @@
+//! The `serve` binary as a real process: configuration errors, the full flow over HTTP, tokens
+//! surviving a restart and a `kill -9`, and the embedded store refused on Lambda.
+
+#![cfg(feature = "local")]
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use wiremock::MockServer;
+
+fn serve_command(dir: &Path, env: &[(String, String)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_serve"));
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null());
+    command
+}
+
+/// The variables of a working local set-up against `provider`.
+fn local_env(provider: &MockServer, port: u16, data_dir: &Path) -> Vec<(String, String)> {
+    [
+        ("CLIENT_ID", CLIENT_ID.to_owned()),
+        ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ("TOKEN_URL", format!("{}{TOKEN_PATH}", provider.uri())),
+        ("OAUTH_STATE", OAUTH_STATE.to_owned()),
+        ("API_KEY", API_KEY.to_owned()),
+        ("PORT", port.to_string()),
+        ("DATA_DIR", data_dir.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(dir: &Path, env: &[(String, String)]) -> Self {
+        let port = env.iter().find(|(k, _)| k == "PORT").unwrap().1.clone();
+        let child = serve_command(dir, env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "serve did not start listening");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { child, base }
+    }
+
+    async fn get(&self, path_and_query: &str, key: bool) -> (u16, serde_json::Value) {
+        let mut request = client()
+            .get(format!("{}{path_and_query}", self.base))
+            .header("accept", "application/json");
+        if key {
+            request = request.header("authorization", format!("Bearer {API_KEY}"));
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+        )
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "serve exited with {exit:?} after SIGTERM");
+    }
+
+    fn kill_hard(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    closed_port()
+}
+
+fn data_dir(name: &str) -> PathBuf {
+    scratch_dir(name)
+}
+
+const CALLBACK: &str = "/callback?code=test-authorization-code&state=test-oauth-state";
+
+#[tokio::test]
+async fn missing_configuration_exits_2_and_names_every_variable() {
+    let dir = data_dir("missing-config");
+    let output = serve_command(&dir, &[]).output().unwrap();
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for name in ["CLIENT_ID", "CLIENT_SECRET", "TOKEN_URL", "OAUTH_STATE", "API_KEY"] {
+        assert!(stderr.contains(name), "{name} not named in: {stderr}");
+    }
+    assert!(stderr.contains(".env.example"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_variable_exits_2_and_names_it() {
+    let provider = MockServer::start().await;
+    let dir = data_dir("bad-config");
+    let mut env = local_env(&provider, free_port(), &dir);
+    env.push(("REFRESH_SKEW".into(), "soon".into()));
+
+    let output = serve_command(&dir, &env).output().unwrap();
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("REFRESH_SKEW"));
+}
+
+#[tokio::test]
+async fn configuration_is_read_from_a_dot_env_file() {
+    let provider = MockServer::start().await;
+    let dir = data_dir("dot-env");
+    let port = free_port();
+    let env = local_env(&provider, port, &dir);
+    let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    std::fs::write(dir.join(".env"), text).unwrap();
+
+    let server = Server::start(&dir, &[("PORT".into(), port.to_string())]).await;
+    let (status, _) = server.get("/verify", true).await;
+    assert_eq!(status, 404);
+    server.stop();
+}
+
+#[tokio::test]
+async fn the_embedded_store_is_refused_on_lambda() {
+    let provider = MockServer::start().await;
+    let dir = data_dir("on-lambda");
+    let mut env = local_env(&provider, free_port(), &dir);
+    env.push(("AWS_LAMBDA_FUNCTION_NAME".into(), "token".into()));
+
+    let output = serve_command(&dir, &env).output().unwrap();
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("REDIS_URL"));
+}
+
+#[tokio::test]
+async fn the_banner_names_routes_redirect_uri_and_store_but_no_secret() {
+    let provider = MockServer::start().await;
+    let dir = data_dir("banner");
+    let port = free_port();
+    let env = local_env(&provider, port, &dir);
+    let child = serve_command(&dir, &env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let banner = String::from_utf8_lossy(&output.stdout);
+
+    for expected in [
+        "/callback",
+        "/token",
+        "/verify",
+        &format!("http://localhost:{port}/callback"),
+        "embedded",
+    ] {
+        assert!(banner.contains(expected), "{expected} missing from: {banner}");
+    }
+    for secret in [CLIENT_SECRET, API_KEY, OAUTH_STATE] {
+        assert!(!banner.contains(secret), "banner shows a secret: {banner}");
+    }
+}
+
+#[tokio::test]
+async fn full_flow_over_http_and_tokens_survive_a_restart() {
+    let provider = MockServer::start().await;
+    let fake = Arc::new(RotatingProvider::default());
+    fake.mount(&provider, Duration::ZERO).await;
+    let dir = data_dir("restart");
+    let env = local_env(&provider, free_port(), &dir);
+
+    let server = Server::start(&dir, &env).await;
+    let (status, body) = server.get(CALLBACK, false).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, token) = server.get("/token", true).await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(token["access_token"], "access-1");
+    assert_eq!(server.get("/verify", true).await.0, 200);
+    assert_eq!(server.get("/token", false).await.0, 401);
+    server.stop();
+
+    let server = Server::start(&dir, &env).await;
+    let (status, token) = server.get("/token", true).await;
+    assert_eq!(status, 200);
+    assert_eq!(token["access_token"], "access-1");
+    assert_eq!(server.get("/verify", true).await.0, 200);
+    server.stop();
+    assert_eq!(fake.code_exchanges(), 1);
+    assert_eq!(fake.refreshes(), 0);
+}
+
+#[tokio::test]
+async fn kill_9_during_writes_leaves_the_store_readable() {
+    let provider = MockServer::start().await;
+    let fake = Arc::new(RotatingProvider::default());
+    fake.mount(&provider, Duration::ZERO).await;
+    let dir = data_dir("kill9");
+    let env = local_env(&provider, free_port(), &dir);
+
+    let server = Server::start(&dir, &env).await;
+    assert_eq!(server.get(CALLBACK, false).await.0, 200);
+    // A stream of logins, each a durable write, cut off by SIGKILL at an arbitrary point.
+    let base = server.base.clone();
+    let storm = tokio::spawn(async move {
+        let client = client();
+        for _ in 0..500 {
+            let _ = client.get(format!("{base}{CALLBACK}")).send().await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill_hard();
+    storm.abort();
+    assert!(
+        fake.code_exchanges() > 1,
+        "no writes were under way when the process was killed"
+    );
+
+    let server = Server::start(&dir, &env).await;
+    let (status, body) = server.get("/verify", true).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, token) = server.get("/token", true).await;
+    assert_eq!(status, 200, "{token}");
+    assert!(token["access_token"].as_str().unwrap().starts_with("access-"));
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let provider = MockServer::start().await;
+    let dir = data_dir("double");
+    let server = Server::start(&dir, &local_env(&provider, free_port(), &dir)).await;
+
+    let output = serve_command(&dir, &local_env(&provider, free_port(), &dir))
+        .output()
+        .unwrap();
+
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("another token-broker"));
+    server.stop();
+}
+
+#[tokio::test]
+async fn local_mode_serves_from_redis_when_redis_url_is_set() {
+    let provider = MockServer::start().await;
+    let fake = Arc::new(RotatingProvider::default());
+    fake.mount(&provider, Duration::ZERO).await;
+    let dir = data_dir("local-redis");
+    let mut env = local_env(&provider, free_port(), &dir);
+    env.push(("REDIS_URL".into(), redis_url()));
+    env.push(("KEY_PREFIX".into(), unique_prefix()));
+
+    let server = Server::start(&dir, &env).await;
+    assert_eq!(server.get(CALLBACK, false).await.0, 200);
+    assert_eq!(server.get("/token", true).await.1["access_token"], "access-1");
+    server.stop();
+    assert!(!dir.join("tokens.redb").exists(), "the embedded store was used");
+}

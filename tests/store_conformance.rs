@@ -1,0 +1,197 @@
+//! The contract every store backend keeps, run unchanged against Redis and the embedded store.
+//! The refresh guarantees rest on exactly these properties.
+
+#![cfg(feature = "local")]
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use token_broker::{
+    secret::Secret,
+    store::{EmbeddedStore, Expect, RedisStore, Store},
+};
+
+/// Keys unique to one test, so backends can be shared between tests.
+fn key(name: &str) -> String {
+    format!("{}:{name}", common::unique_prefix())
+}
+
+async fn absent_key_loads_as_none(store: impl Store) {
+    assert_eq!(store.load(&key("none")).await.unwrap(), None);
+}
+
+async fn writes_count_generations_from_one(store: impl Store) {
+    let k = key("gen");
+    assert_eq!(store.write(&k, Expect::Any, b"one", None).await.unwrap(), Some(1));
+    assert_eq!(store.write(&k, Expect::Any, b"two", None).await.unwrap(), Some(2));
+    let loaded = store.load(&k).await.unwrap().unwrap();
+    assert_eq!((loaded.generation, loaded.data.as_slice()), (2, &b"two"[..]));
+}
+
+async fn conditional_write_succeeds_on_the_current_generation(store: impl Store) {
+    let k = key("cas");
+    store.write(&k, Expect::Any, b"one", None).await.unwrap();
+    assert_eq!(
+        store.write(&k, Expect::Generation(1), b"two", None).await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(store.load(&k).await.unwrap().unwrap().data, b"two");
+}
+
+async fn stale_writer_is_rejected_and_changes_nothing(store: impl Store) {
+    let k = key("stale");
+    store.write(&k, Expect::Any, b"one", None).await.unwrap();
+    store.write(&k, Expect::Generation(1), b"two", None).await.unwrap();
+    assert_eq!(
+        store.write(&k, Expect::Generation(1), b"old", None).await.unwrap(),
+        None
+    );
+    let loaded = store.load(&k).await.unwrap().unwrap();
+    assert_eq!((loaded.generation, loaded.data.as_slice()), (2, &b"two"[..]));
+    // Expecting a generation of a key that does not exist fails too.
+    assert_eq!(
+        store
+            .write(&key("nothing"), Expect::Generation(1), b"x", None)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn exactly_one_of_many_concurrent_conditional_writers_wins(store: impl Store + Clone + 'static) {
+    let k = Arc::new(key("race"));
+    store.write(&k, Expect::Any, b"start", None).await.unwrap();
+    let writers = (0..16).map(|i| {
+        let (store, k) = (store.clone(), k.clone());
+        tokio::spawn(async move {
+            store
+                .write(&k, Expect::Generation(1), format!("w{i}").as_bytes(), None)
+                .await
+        })
+    });
+    let mut wins = 0;
+    for writer in writers {
+        if writer.await.unwrap().unwrap().is_some() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(store.load(&k).await.unwrap().unwrap().generation, 2);
+}
+
+async fn entries_expire_after_their_ttl(store: impl Store) {
+    let k = key("ttl");
+    let forever = key("forever");
+    store
+        .write(&k, Expect::Any, b"short", Some(Duration::from_millis(150)))
+        .await
+        .unwrap();
+    store.write(&forever, Expect::Any, b"long", None).await.unwrap();
+    assert!(store.load(&k).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.load(&k).await.unwrap(), None);
+    assert!(store.load(&forever).await.unwrap().is_some());
+    // A write after expiry starts again, and a conditional write on the expired one fails.
+    assert_eq!(
+        store.write(&k, Expect::Generation(1), b"late", None).await.unwrap(),
+        None
+    );
+    assert_eq!(store.write(&k, Expect::Any, b"new", None).await.unwrap(), Some(1));
+}
+
+async fn a_ttl_is_replaced_by_the_next_write(store: impl Store) {
+    let k = key("ttl-replace");
+    store
+        .write(&k, Expect::Any, b"short", Some(Duration::from_millis(150)))
+        .await
+        .unwrap();
+    store
+        .write(&k, Expect::Generation(1), b"long", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.load(&k).await.unwrap().unwrap().data, b"long");
+}
+
+async fn a_lock_has_one_holder_until_released_by_it(store: impl Store) {
+    let k = key("lock");
+    let ttl = Duration::from_secs(30);
+    assert!(store.try_lock(&k, "alice", ttl).await.unwrap());
+    assert!(!store.try_lock(&k, "bob", ttl).await.unwrap());
+    assert!(!store.try_lock(&k, "alice", ttl).await.unwrap());
+    // Only the owner's release counts.
+    store.unlock(&k, "bob").await.unwrap();
+    assert!(!store.try_lock(&k, "bob", ttl).await.unwrap());
+    store.unlock(&k, "alice").await.unwrap();
+    assert!(store.try_lock(&k, "bob", ttl).await.unwrap());
+}
+
+async fn an_abandoned_lock_expires_on_its_own(store: impl Store) {
+    let k = key("lock-expiry");
+    assert!(store.try_lock(&k, "crashed", Duration::from_millis(150)).await.unwrap());
+    assert!(!store.try_lock(&k, "next", Duration::from_secs(30)).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.try_lock(&k, "next", Duration::from_secs(30)).await.unwrap());
+    // The crashed holder's late release does not free the new holder's lock.
+    store.unlock(&k, "crashed").await.unwrap();
+    assert!(!store.try_lock(&k, "third", Duration::from_secs(30)).await.unwrap());
+}
+
+async fn concurrent_lock_attempts_have_one_winner(store: impl Store + Clone + 'static) {
+    let k = Arc::new(key("lock-race"));
+    let attempts = (0..16).map(|i| {
+        let (store, k) = (store.clone(), k.clone());
+        tokio::spawn(async move { store.try_lock(&k, &format!("owner-{i}"), Duration::from_secs(30)).await })
+    });
+    let mut winners = 0;
+    for attempt in attempts {
+        if attempt.await.unwrap().unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+async fn binary_data_round_trips(store: impl Store) {
+    let k = key("binary");
+    let data: Vec<u8> = (0..=255).collect();
+    store.write(&k, Expect::Any, &data, None).await.unwrap();
+    assert_eq!(store.load(&k).await.unwrap().unwrap().data, data);
+}
+
+fn redis() -> RedisStore {
+    RedisStore::new(&Secret::new(common::redis_url()), Duration::from_secs(2)).unwrap()
+}
+
+/// Each test gets its own database under cargo's scratch directory for tests (target/tmp).
+fn embedded() -> EmbeddedStore {
+    EmbeddedStore::open(&common::scratch_dir("conformance")).unwrap()
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod redis_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(super::redis()).await })*
+        }
+        mod embedded_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(super::embedded()).await })*
+        }
+    };
+}
+
+conformance!(
+    absent_key_loads_as_none,
+    writes_count_generations_from_one,
+    conditional_write_succeeds_on_the_current_generation,
+    stale_writer_is_rejected_and_changes_nothing,
+    exactly_one_of_many_concurrent_conditional_writers_wins,
+    entries_expire_after_their_ttl,
+    a_ttl_is_replaced_by_the_next_write,
+    a_lock_has_one_holder_until_released_by_it,
+    an_abandoned_lock_expires_on_its_own,
+    concurrent_lock_attempts_have_one_winner,
+    binary_data_round_trips,
+);
