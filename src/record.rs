@@ -72,6 +72,11 @@ impl TokenSet {
     pub fn refresh_valid_for(&self, now: i64) -> i64 {
         self.refresh_expires_at - now
     }
+
+    /// How long the provider made this access token valid for.
+    pub fn access_lifetime(&self) -> i64 {
+        self.access_expires_at - self.issued_at
+    }
 }
 
 /// The state of one connection.

@@ -20,9 +20,14 @@ use crate::{
 /// How often a caller waiting for another's refresh looks at the store again.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Returns an access token valid for more than `min_valid` seconds if one can be had; after a
-/// refresh the new token is returned even if the provider's lifetime is shorter than asked.
-pub async fn access_token<S: Store>(app: &App<S>, connection: &str, min_valid: i64) -> Result<TokenSet, BrokerError> {
+/// Returns an access token valid for more than `min_valid(stored pair)` seconds if one can be
+/// had; after a refresh the new token is returned even if the provider's lifetime is shorter
+/// than asked.
+pub async fn access_token<S: Store>(
+    app: &App<S>,
+    connection: &str,
+    min_valid: impl Fn(&TokenSet) -> i64,
+) -> Result<TokenSet, BrokerError> {
     let key = app.tokens_key(connection);
     let lock_key = app.lock_key(connection);
     let owner = lock_owner();
@@ -34,7 +39,8 @@ pub async fn access_token<S: Store>(app: &App<S>, connection: &str, min_valid: i
         let seen = *first_seen.get_or_insert(generation);
         // A pair written while we waited is the freshest there is: serve it rather than refresh
         // again because the provider's lifetime is shorter than the caller asked for.
-        if tokens.access_valid_for(now) > min_valid || (generation != seen && tokens.access_valid_for(now) > 0) {
+        if tokens.access_valid_for(now) > min_valid(&tokens) || (generation != seen && tokens.access_valid_for(now) > 0)
+        {
             return Ok(tokens);
         }
         if tokens.refresh_valid_for(now) <= 0 {
@@ -96,36 +102,7 @@ async fn refresh_locked<S: Store>(
     match result {
         Ok(grant) => {
             let next = tokens.refreshed(grant, now, app.config.refresh_token_ttl.as_secs() as i64);
-            let record = ConnectionRecord::Active(next.clone());
-            let written = app
-                .store
-                .write(
-                    key,
-                    Expect::Generation(generation),
-                    &record.encode(),
-                    ttl(next.refresh_valid_for(now)),
-                )
-                .await?;
-            match written {
-                Some(new_generation) => {
-                    tracing::info!(
-                        outcome = "refreshed",
-                        latency_ms,
-                        generation = new_generation,
-                        "token refreshed"
-                    );
-                }
-                None => {
-                    // Only possible if our lock expired mid-refresh and someone else wrote. The new
-                    // pair is valid, so this caller gets it, but it is not stored.
-                    tracing::error!(
-                        outcome = "lost_write",
-                        latency_ms,
-                        generation,
-                        "refreshed pair not stored: a newer write came first"
-                    );
-                }
-            }
+            store_refreshed(app, key, generation, &next, latency_ms).await?;
             Ok(Some(next))
         }
         Err(error) if error.is_invalid_grant() => {
@@ -174,6 +151,62 @@ async fn refresh_locked<S: Store>(
             Err(error.into())
         }
     }
+}
+
+/// Writes a freshly refreshed pair over the generation it was refreshed from.
+async fn store_refreshed<S: Store>(
+    app: &App<S>,
+    key: &str,
+    generation: u64,
+    next: &TokenSet,
+    latency_ms: u64,
+) -> Result<(), BrokerError> {
+    let now = app.clock.now();
+    let record = ConnectionRecord::Active(next.clone()).encode();
+    let ttl = ttl(next.refresh_valid_for(now));
+    if let Some(written) = app
+        .store
+        .write(key, Expect::Generation(generation), &record, ttl)
+        .await?
+    {
+        tracing::info!(
+            outcome = "refreshed",
+            latency_ms,
+            generation = written,
+            "token refreshed"
+        );
+        return Ok(());
+    }
+    // Someone wrote since we read: our lock was lost (it expired, or a Redis failover dropped it)
+    // and another caller refreshed too. If what they wrote is a re-authorization mark, their
+    // refresh failed because ours had already rotated the token: our pair holds the provider's
+    // newest refresh token and must replace the mark, or the connection would die needlessly.
+    if let Some(stored) = app.store.load(key).await?
+        && matches!(
+            ConnectionRecord::decode(&stored.data),
+            Ok(ConnectionRecord::ReauthorizationRequired { .. })
+        )
+        && let Some(written) = app
+            .store
+            .write(key, Expect::Generation(stored.generation), &record, ttl)
+            .await?
+    {
+        tracing::warn!(
+            outcome = "refreshed_over_mark",
+            latency_ms,
+            generation = written,
+            "token refreshed after a concurrent refresh failed"
+        );
+        return Ok(());
+    }
+    // Another caller's valid pair is stored; ours is handed to this caller but not kept.
+    tracing::error!(
+        outcome = "lost_write",
+        latency_ms,
+        generation,
+        "refreshed pair not stored: a newer write came first"
+    );
+    Ok(())
 }
 
 async fn current_generation<S: Store>(app: &App<S>, key: &str) -> Result<Option<u64>, BrokerError> {

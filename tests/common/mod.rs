@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "local")]
+pub mod process;
+
 use std::{
     collections::HashMap,
     sync::{
@@ -52,13 +55,18 @@ pub fn unique_prefix() -> String {
     )
 }
 
-pub struct Harness {
-    pub app: App<RedisStore>,
+pub struct Harness<S = RedisStore> {
+    pub app: App<S>,
     pub provider: MockServer,
     pub clock: Arc<ManualClock>,
 }
 
-impl Harness {
+fn test_config(provider: &MockServer, overrides: &[(&str, &str)]) -> Config {
+    let vars = base_vars(provider, &redis_url(), overrides);
+    Config::from_lookup(|name| vars.get(name).cloned()).expect("test configuration is valid")
+}
+
+impl Harness<RedisStore> {
     pub async fn new() -> Self {
         Self::with(&[]).await
     }
@@ -66,12 +74,28 @@ impl Harness {
     /// A harness whose configuration differs from the default by `overrides`.
     pub async fn with(overrides: &[(&str, &str)]) -> Self {
         let provider = MockServer::start().await;
-        let vars = base_vars(&provider, &redis_url(), overrides);
-        let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test configuration is valid");
+        let config = test_config(&provider, overrides);
         let StoreConfig::Redis { url } = &config.store else {
             panic!("tests run against Redis")
         };
         let store = RedisStore::new(url, config.redis_timeout).unwrap();
+        Self::assemble(config, store, provider)
+    }
+}
+
+#[cfg(feature = "local")]
+impl Harness<token_broker::store::EmbeddedStore> {
+    /// The same set-up on local mode's embedded store.
+    pub async fn embedded(overrides: &[(&str, &str)]) -> Self {
+        let provider = MockServer::start().await;
+        let config = test_config(&provider, overrides);
+        let store = token_broker::store::EmbeddedStore::open(&scratch_dir("harness")).unwrap();
+        Self::assemble(config, store, provider)
+    }
+}
+
+impl<S: Store> Harness<S> {
+    fn assemble(config: Config, store: S, provider: MockServer) -> Self {
         let clock = Arc::new(ManualClock::new(START));
         let app = App::new(config, store, clock.clone()).unwrap();
         Self { app, provider, clock }
@@ -87,6 +111,10 @@ impl Harness {
 
     pub fn tokens_key(&self) -> String {
         self.app.tokens_key(DEFAULT_CONNECTION)
+    }
+
+    pub fn lock_key(&self) -> String {
+        self.app.lock_key(DEFAULT_CONNECTION)
     }
 
     /// Stores a pair as a completed login would, bypassing the provider.
@@ -261,6 +289,13 @@ struct RotationState {
 }
 
 impl RotatingProvider {
+    /// A provider that has already issued `refresh` (as a login or an earlier refresh did).
+    pub fn holding(refresh: &str) -> Self {
+        let provider = Self::default();
+        provider.state.lock().unwrap().current_refresh = Some(refresh.to_owned());
+        provider
+    }
+
     pub fn code_exchanges(&self) -> usize {
         self.state.lock().unwrap().code_exchanges
     }
@@ -286,6 +321,36 @@ impl RotatingProvider {
 
 struct RotatingResponder(Arc<RotatingProvider>, std::time::Duration);
 
+/// A provider that issues a new pair on every call without invalidating old refresh tokens, the
+/// n-th call answering after `delays[n]` (the last delay repeats).
+pub struct SequencedProvider {
+    calls: AtomicUsize,
+    delays: Vec<std::time::Duration>,
+}
+
+impl SequencedProvider {
+    pub async fn mount(server: &MockServer, delays: Vec<std::time::Duration>) {
+        Mock::given(matchers::method("POST"))
+            .and(matchers::path(TOKEN_PATH))
+            .respond_with(Self {
+                calls: AtomicUsize::new(0),
+                delays,
+            })
+            .mount(server)
+            .await;
+    }
+}
+
+impl wiremock::Respond for SequencedProvider {
+    fn respond(&self, _request: &wiremock::Request) -> ResponseTemplate {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let delay = self.delays[n.min(self.delays.len() - 1)];
+        ResponseTemplate::new(200)
+            .set_body_json(grant_body(&format!("access-{}", n + 1), &format!("refresh-{}", n + 1)))
+            .set_delay(delay)
+    }
+}
+
 impl wiremock::Respond for RotatingResponder {
     fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
         let form: HashMap<String, String> = form_urlencoded::parse(&request.body).into_owned().collect();
@@ -296,9 +361,10 @@ impl wiremock::Respond for RotatingResponder {
                 state.refreshes += 1;
                 if form.get("refresh_token") != state.current_refresh.as_ref() {
                     state.rejected += 1;
-                    return ResponseTemplate::new(400)
-                        .set_body_json(serde_json::json!({"error": "invalid_grant", "error_description": "refresh token already used"}))
-                        .set_delay(self.1);
+                    // Rejections are quick: no token has to be minted.
+                    return ResponseTemplate::new(400).set_body_json(
+                        serde_json::json!({"error": "invalid_grant", "error_description": "refresh token already used"}),
+                    );
                 }
             }
             _ => {
@@ -312,5 +378,63 @@ impl wiremock::Respond for RotatingResponder {
         ResponseTemplate::new(200)
             .set_body_json(grant_body(&format!("access-{n}"), &format!("refresh-{n}")))
             .set_delay(self.1)
+    }
+}
+
+/// A redis-server of the test's own, with append-only persistence so its data survives a restart.
+pub struct OwnRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: std::sync::Mutex<Option<std::process::Child>>,
+}
+
+impl OwnRedis {
+    pub fn start() -> Self {
+        let redis = Self {
+            port: closed_port(),
+            dir: scratch_dir("own-redis"),
+            child: std::sync::Mutex::new(None),
+        };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (make test installs it)");
+        *self.child.lock().unwrap() = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
