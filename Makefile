@@ -9,7 +9,7 @@ ZIG_VERSION := 0.17.1
 SAM_CLI_VERSION := 1.170.0
 TOOLS := target/tools-venv
 TOOLS_BIN := $(abspath $(TOOLS))/bin
-FUNCTIONS := callback token verify
+FUNCTIONS := login callback token verify revoke
 
 .PHONY: help serve test lint fmt build tools deploy watch invoke clean
 
@@ -50,12 +50,13 @@ deploy: tools ## Build with SAM and deploy (asks for the parameters on the first
 	PATH="$(TOOLS_BIN):$$PATH" sam deploy --guided
 
 watch: tools ## Serve the functions locally through cargo-lambda's emulator, configured from .env
-	set -a; [ -f .env ] && . ./.env; set +a; PATH="$(TOOLS_BIN):$$PATH" cargo lambda watch
+	@[ -f .env ] || { echo "make watch: create .env first (cp .env.example .env; REDIS_URL is required here)" >&2; exit 1; }
+	PATH="$(TOOLS_BIN):$$PATH" cargo lambda watch --env-file .env
 
 FN ?= token
 EVENT ?= $(FN)
 invoke: tools ## Send events/$(EVENT).json to function $(FN) running under `make watch`
-	PATH="$(TOOLS_BIN):$$PATH" cargo lambda invoke $(FN) --data-file events/$(EVENT).json
+	PATH="$(TOOLS_BIN):$$PATH" cargo lambda invoke --invoke-address 127.0.0.1 $(FN) --data-file events/$(EVENT).json && echo
 
 clean: ## Remove build output
 	cargo clean

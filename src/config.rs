@@ -22,8 +22,17 @@ pub struct Config {
     pub client_id: String,
     pub client_secret: Secret,
     pub token_url: String,
+    pub authorize_url: String,
+    /// RFC 7009 endpoint; without it `/revoke` can only forget the tokens locally.
+    pub revocation_url: Option<String>,
+    /// Space-separated scopes requested at login.
+    pub scopes: Option<String>,
     pub redirect_uri: String,
-    pub oauth_state: Secret,
+    /// The shared state of hand-built authorization URLs; `None` when `ALLOW_STATIC_STATE=false`
+    /// leaves only the one-time states issued by `/login`.
+    pub oauth_state: Option<Secret>,
+    /// How long a state issued by `/login` (and its PKCE verifier) stays redeemable.
+    pub login_state_ttl: Duration,
     pub api_key: Secret,
     pub store: StoreConfig,
     pub token_auth_method: TokenAuthMethod,
@@ -65,10 +74,16 @@ impl Config {
     /// Reads the configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(&lookup);
+        let allow_static_state = match vars.optional("ALLOW_STATIC_STATE").as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(_) => return Err(invalid("ALLOW_STATIC_STATE", "must be true or false")),
+        };
         // Report every missing variable at once: fixing them one start-up at a time is tedious.
         let missing: Vec<&'static str> = REQUIRED
             .iter()
             .copied()
+            .filter(|name| *name != "OAUTH_STATE" || allow_static_state)
             .filter(|name| vars.optional(name).is_none())
             .collect();
         if !missing.is_empty() {
@@ -76,6 +91,12 @@ impl Config {
         }
         let token_url = vars.required("TOKEN_URL")?;
         check_url("TOKEN_URL", &token_url)?;
+        let authorize_url = vars.required("AUTHORIZE_URL")?;
+        check_url("AUTHORIZE_URL", &authorize_url)?;
+        let revocation_url = vars.optional("REVOCATION_URL");
+        if let Some(url) = &revocation_url {
+            check_url("REVOCATION_URL", url)?;
+        }
         let redirect_uri = vars.required("REDIRECT_URI")?;
         check_url("REDIRECT_URI", &redirect_uri)?;
         let store = match vars.optional("REDIS_URL") {
@@ -108,8 +129,16 @@ impl Config {
             client_id: vars.required("CLIENT_ID")?,
             client_secret: Secret::new(vars.required("CLIENT_SECRET")?),
             token_url,
+            authorize_url,
+            revocation_url,
+            scopes: vars.optional("SCOPES"),
             redirect_uri,
-            oauth_state: Secret::new(vars.required("OAUTH_STATE")?),
+            oauth_state: if allow_static_state {
+                Some(Secret::new(vars.required("OAUTH_STATE")?))
+            } else {
+                None
+            },
+            login_state_ttl: vars.seconds("LOGIN_STATE_TTL", 600, 60..=3600)?,
             api_key: Secret::new(vars.required("API_KEY")?),
             store,
             token_auth_method,
@@ -123,12 +152,14 @@ impl Config {
     }
 }
 
-/// Variables without which no route can work. `REDIS_URL` is not among them: without it, local
-/// mode uses its embedded store, and the Lambda functions refuse to start.
-pub const REQUIRED: [&str; 6] = [
+/// Variables without which no route can work (`OAUTH_STATE` only while the static state is
+/// allowed). `REDIS_URL` is not among them: without it, local mode uses its embedded store, and
+/// the Lambda functions refuse to start.
+pub const REQUIRED: [&str; 7] = [
     "CLIENT_ID",
     "CLIENT_SECRET",
     "TOKEN_URL",
+    "AUTHORIZE_URL",
     "REDIRECT_URI",
     "OAUTH_STATE",
     "API_KEY",
@@ -198,6 +229,7 @@ mod tests {
             ("CLIENT_ID", "client"),
             ("CLIENT_SECRET", "client-secret-value"),
             ("TOKEN_URL", "https://provider.example/oauth2/token"),
+            ("AUTHORIZE_URL", "https://provider.example/oauth2/authorize"),
             ("REDIRECT_URI", "https://broker.example/callback"),
             ("OAUTH_STATE", "oauth-state-value"),
             ("API_KEY", "api-key-value"),
@@ -227,6 +259,22 @@ mod tests {
             vars.insert(name, "  ");
             assert_eq!(load(&vars).unwrap_err(), ConfigError::Missing(vec![name]));
         }
+    }
+
+    #[test]
+    fn the_static_state_can_be_switched_off() {
+        let mut vars = base();
+        vars.insert("ALLOW_STATIC_STATE", "false");
+        vars.remove("OAUTH_STATE");
+        assert!(load(&vars).unwrap().oauth_state.is_none());
+        vars.insert("ALLOW_STATIC_STATE", "no");
+        assert!(matches!(
+            load(&vars).unwrap_err(),
+            ConfigError::Invalid {
+                name: "ALLOW_STATIC_STATE",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -270,6 +318,9 @@ mod tests {
             ("TOKEN_URL", "http://provider.example/token"),
             ("TOKEN_URL", "not a url"),
             ("REDIS_URL", "memcached://x"),
+            ("AUTHORIZE_URL", "ftp://provider.example/authorize"),
+            ("REVOCATION_URL", "http://provider.example/revoke"),
+            ("LOGIN_STATE_TTL", "5"),
         ] {
             let mut vars = base();
             vars.insert(name, value);

@@ -43,6 +43,9 @@ pub enum BrokerError {
     /// A path no route serves (local mode; API Gateway answers these itself).
     #[error("no such route")]
     NotFound,
+    /// A bug or an environment failure; the detail goes to the log, not to the client.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 /// An error ready to be written as JSON or as an HTML page.
@@ -195,7 +198,15 @@ impl BrokerError {
             Self::NotFound => reply(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such route; the broker serves /callback, /token and /verify".to_owned(),
+                format!(
+                    "no such route; the broker serves {}",
+                    crate::routes::Route::ALL.map(|r| r.path()).join(", ")
+                ),
+            ),
+            Self::Internal(_) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the broker failed unexpectedly; see its logs".to_owned(),
             ),
             Self::RefreshBusy => ErrorReply {
                 retry_after: Some(RETRY_BUSY),

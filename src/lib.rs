@@ -11,6 +11,7 @@ pub mod lambda;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod logging;
+pub mod login;
 pub mod pages;
 pub mod provider;
 pub mod record;

@@ -120,6 +120,8 @@ pub fn banner(config: &Config, address: SocketAddr, store: &str) -> String {
     let mut lines = vec![format!("token-broker listening on {base}")];
     for route in Route::ALL {
         let what = match route {
+            Route::Login => "open in a browser to connect the account",
+            Route::Revoke => "POST: revoke the tokens and forget them (API key required)",
             Route::Callback => "the provider redirects the browser here after login",
             Route::Token => "clients fetch an access token (API key required)",
             Route::Verify => "monitoring: 200 / 202 / 404 (API key required)",

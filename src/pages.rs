@@ -5,7 +5,9 @@ use crate::error::ErrorReply;
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,sans-serif;max-width:36rem;margin:3rem auto;\
 padding:0 1rem;line-height:1.5;color:#1b1b1b}h1{font-size:1.4rem}code{background:#f2f2f2;padding:.1rem .3rem;\
-border-radius:3px;word-break:break-all}.ok{color:#1a7f37}.fail{color:#b42318}";
+border-radius:3px;word-break:break-all}.ok{color:#1a7f37}.fail{color:#b42318}label{display:block;margin:1rem 0 .3rem}\
+input{width:100%;box-sizing:border-box;padding:.6rem;font-size:1rem;border:1px solid #8a8a8a;border-radius:4px}\
+button{margin-top:1rem;padding:.6rem 1.2rem;font-size:1rem;border:0;border-radius:4px;background:#1f5fbf;color:#fff}";
 
 fn page(title: &str, body: &str) -> String {
     format!(
@@ -33,13 +35,33 @@ pub fn success(access_expires_in: i64, refresh_expires_in: i64) -> String {
     )
 }
 
+/// The front door: the API key proves the person may connect the account; the form posts it, so
+/// it never appears in a URL.
+pub fn login_form(error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"fail\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    page(
+        "Connect an account",
+        &format!(
+            "<h1>Connect an account</h1>\
+             <p>Enter the broker's API key. You will be sent to the provider to log in and allow \
+             access; afterwards the broker holds the tokens for your scripts and services.</p>{error}\
+             <form method=\"post\" action=\"login\">\
+             <label for=\"api_key\">API key</label>\
+             <input id=\"api_key\" name=\"api_key\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
+             <button type=\"submit\">Continue to the provider</button></form>"
+        ),
+    )
+}
+
 pub fn failure(reply: &ErrorReply) -> String {
     page(
         "Authorization failed",
         &format!(
             "<h1 class=\"fail\">Authorization failed</h1><p><code>{error}</code></p><p>{description}</p>\
-             <p>Nothing was stored. Start the login again; if this keeps happening, check the broker's \
-             configuration and logs.</p>",
+             <p>Nothing was stored. <a href=\"login\">Start the login again</a>; if this keeps happening, \
+             check the broker's configuration and logs.</p>",
             error = escape(&reply.error),
             description = escape(&reply.description),
         ),
@@ -84,6 +106,14 @@ mod tests {
             escape(r#"<script>alert("x")</script> & 'y'"#),
             "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#x27;y&#x27;"
         );
+    }
+
+    #[test]
+    fn login_form_posts_the_key_and_escapes_its_message() {
+        let page = login_form(Some("<b>wrong</b>"));
+        assert!(page.contains(r#"<form method="post" action="login">"#));
+        assert!(page.contains(r#"name="api_key" type="password""#));
+        assert!(page.contains("&lt;b&gt;wrong&lt;/b&gt;"));
     }
 
     #[test]

@@ -75,6 +75,7 @@ impl ProviderError {
 pub struct Provider {
     http: Client,
     token_url: String,
+    revocation_url: Option<String>,
     client_id: String,
     client_secret: Secret,
     redirect_uri: String,
@@ -95,6 +96,7 @@ impl Provider {
         Ok(Self {
             http,
             token_url: config.token_url.clone(),
+            revocation_url: config.revocation_url.clone(),
             client_id: config.client_id.clone(),
             client_secret: config.client_secret.clone(),
             redirect_uri: config.redirect_uri.clone(),
@@ -102,32 +104,55 @@ impl Provider {
         })
     }
 
-    /// Redeems an authorization code. Never retried: codes are single-use, and some providers
-    /// revoke everything issued from a code that is presented twice (RFC 6749 §4.1.2).
-    pub async fn exchange_code(&self, code: &Secret) -> Result<Grant, ProviderError> {
-        self.request(&[
+    /// Redeems an authorization code, with the PKCE verifier of the login that asked for it
+    /// (RFC 7636 §4.5). Never retried: codes are single-use, and some providers revoke everything
+    /// issued from a code that is presented twice (RFC 6749 §4.1.2).
+    pub async fn exchange_code(&self, code: &Secret, code_verifier: Option<&Secret>) -> Result<Grant, ProviderError> {
+        let mut params = vec![
             ("grant_type", "authorization_code"),
             ("code", code.expose()),
-            ("redirect_uri", &self.redirect_uri),
-        ])
-        .await
+            ("redirect_uri", self.redirect_uri.as_str()),
+        ];
+        if let Some(verifier) = code_verifier {
+            params.push(("code_verifier", verifier.expose()));
+        }
+        let answer = self.post(&self.token_url, &params).await?;
+        parse_response(answer.status, answer.retry_after, &answer.body)
     }
 
     /// RFC 6749 §6.
     pub async fn refresh(&self, refresh_token: &Secret) -> Result<Grant, ProviderError> {
-        self.request(&[
+        let params = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
-        ])
-        .await
+        ];
+        let answer = self.post(&self.token_url, &params).await?;
+        parse_response(answer.status, answer.retry_after, &answer.body)
     }
 
-    async fn request(&self, params: &[(&str, &str)]) -> Result<Grant, ProviderError> {
+    pub fn can_revoke(&self) -> bool {
+        self.revocation_url.is_some()
+    }
+
+    /// RFC 7009 §2.1: revokes a refresh token (and, at most providers, the grant behind it).
+    /// Without a configured endpoint there is nothing to call: `Ok(false)`.
+    pub async fn revoke(&self, refresh_token: &Secret) -> Result<bool, ProviderError> {
+        let Some(url) = &self.revocation_url else {
+            return Ok(false);
+        };
+        let params = [("token", refresh_token.expose()), ("token_type_hint", "refresh_token")];
+        let answer = self.post(url, &params).await?;
+        // §2.2: 200 whether or not the token was still valid; the body carries nothing.
+        if answer.status.is_success() {
+            return Ok(true);
+        }
+        Err(failure(answer.status, answer.retry_after, &answer.body))
+    }
+
+    /// POSTs a form with the client's credentials to one of the provider's endpoints.
+    async fn post(&self, url: &str, params: &[(&str, &str)]) -> Result<Answer, ProviderError> {
         let mut form: Vec<(&str, &str)> = params.to_vec();
-        let mut request = self
-            .http
-            .post(&self.token_url)
-            .header(header::ACCEPT, "application/json");
+        let mut request = self.http.post(url).header(header::ACCEPT, "application/json");
         match self.auth_method {
             TokenAuthMethod::ClientSecretPost => {
                 form.push(("client_id", &self.client_id));
@@ -148,8 +173,18 @@ impl Provider {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         let body = read_capped(&mut response).await?;
-        parse_response(status, retry_after, &body)
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
     }
+}
+
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<u64>,
+    body: Vec<u8>,
 }
 
 fn transport_error(error: reqwest::Error) -> ProviderError {
@@ -215,26 +250,8 @@ struct RawError {
 
 /// Parses a token endpoint answer. Public for the fuzz and unit tests: it must never panic.
 pub fn parse_response(status: StatusCode, retry_after: Option<u64>, body: &[u8]) -> Result<Grant, ProviderError> {
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        return Err(ProviderError::Unavailable {
-            outage: Outage::Status(status.as_u16()),
-            retry_after,
-        });
-    }
     if !status.is_success() {
-        // RFC 6749 §5.2 says 400 (or 401 for client authentication), but providers vary: take the
-        // OAuth error from any 4xx that has one.
-        return match serde_json::from_slice::<RawError>(body) {
-            Ok(raw) => Err(ProviderError::Refused {
-                status: status.as_u16(),
-                error: printable(&raw.error, 64),
-                description: raw.error_description.map(|d| printable(&d, 256)),
-            }),
-            Err(_) => Err(ProviderError::Malformed {
-                status: status.as_u16(),
-                detail: format!("HTTP {} without an OAuth error body", status.as_u16()),
-            }),
-        };
+        return Err(failure(status, retry_after, body));
     }
     let malformed = |detail: &str| ProviderError::Malformed {
         status: status.as_u16(),
@@ -260,6 +277,29 @@ pub fn parse_response(status: StatusCode, retry_after: Option<u64>, body: &[u8])
         refresh_token_expires_in,
         scope: raw.scope,
     })
+}
+
+/// What a non-2xx answer means.
+fn failure(status: StatusCode, retry_after: Option<u64>, body: &[u8]) -> ProviderError {
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return ProviderError::Unavailable {
+            outage: Outage::Status(status.as_u16()),
+            retry_after,
+        };
+    }
+    // RFC 6749 §5.2 says 400 (or 401 for client authentication), but providers vary: take the
+    // OAuth error from any answer that has one.
+    match serde_json::from_slice::<RawError>(body) {
+        Ok(raw) => ProviderError::Refused {
+            status: status.as_u16(),
+            error: printable(&raw.error, 64),
+            description: raw.error_description.map(|d| printable(&d, 256)),
+        },
+        Err(_) => ProviderError::Malformed {
+            status: status.as_u16(),
+            detail: format!("HTTP {} without an OAuth error body", status.as_u16()),
+        },
+    }
 }
 
 /// `None` when present but unusable; `Some(None)` when absent.

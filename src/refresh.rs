@@ -7,13 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use ring::rand::{SecureRandom, SystemRandom};
-
 use crate::{
     app::App,
     error::BrokerError,
     provider::ProviderError,
     record::{ConnectionRecord, TokenSet},
+    secret::random_urlsafe,
     store::{Expect, Store},
 };
 
@@ -30,7 +29,7 @@ pub async fn access_token<S: Store>(
 ) -> Result<TokenSet, BrokerError> {
     let key = app.tokens_key(connection);
     let lock_key = app.lock_key(connection);
-    let owner = lock_owner();
+    let owner = random_urlsafe(16)?;
     let deadline = Instant::now() + app.config.refresh_wait;
     let mut first_seen = None;
     loop {
@@ -222,18 +221,4 @@ fn lock_ttl<S>(app: &App<S>) -> Duration {
 /// The record lives as long as its refresh token: after that it can never be used again.
 pub fn ttl(seconds: i64) -> Option<Duration> {
     Some(Duration::from_secs(seconds.max(1) as u64))
-}
-
-fn lock_owner() -> String {
-    let mut bytes = [0u8; 16];
-    // The owner only has to differ between concurrent callers; if the system RNG fails, the
-    // clock-derived fallback still does.
-    if SystemRandom::new().fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        bytes = nanos.to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

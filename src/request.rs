@@ -18,20 +18,39 @@ pub struct Query(HashMap<String, String>);
 
 impl Query {
     pub fn parse(request: &Request) -> Result<Self, BrokerError> {
-        let raw = request.uri().query().unwrap_or("");
+        Self::decode(request.uri().query().unwrap_or("").as_bytes(), "query string")
+    }
+
+    /// An `application/x-www-form-urlencoded` request body, held to the same rules as a query.
+    pub fn parse_form(request: &Request) -> Result<Self, BrokerError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(BrokerError::BadRequest(
+                "the body must be application/x-www-form-urlencoded".to_owned(),
+            ));
+        }
+        Self::decode(request.body().as_ref(), "form")
+    }
+
+    fn decode(raw: &[u8], what: &str) -> Result<Self, BrokerError> {
         if raw.len() > MAX_QUERY_BYTES {
             return Err(BrokerError::BadRequest(format!(
-                "the query string is longer than {MAX_QUERY_BYTES} bytes"
+                "the {what} is longer than {MAX_QUERY_BYTES} bytes"
             )));
         }
+        let text =
+            std::str::from_utf8(raw).map_err(|_| BrokerError::BadRequest(format!("the {what} is not valid UTF-8")))?;
         let mut params = HashMap::new();
-        for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+        for (name, value) in form_urlencoded::parse(raw) {
             // form_urlencoded decodes invalid UTF-8 to U+FFFD; a replacement character that the
             // raw text does not spell out means the client sent bytes that are not text.
-            if (name.contains('\u{FFFD}') || value.contains('\u{FFFD}')) && !raw.contains('\u{FFFD}') {
-                return Err(BrokerError::BadRequest(
-                    "the query string is not valid UTF-8".to_owned(),
-                ));
+            if (name.contains('\u{FFFD}') || value.contains('\u{FFFD}')) && !text.contains('\u{FFFD}') {
+                return Err(BrokerError::BadRequest(format!("the {what} is not valid UTF-8")));
             }
             // Two values for one name have no single meaning, and picking one would let a
             // proxy and the broker read different requests.
@@ -60,9 +79,10 @@ impl Query {
     }
 }
 
-/// Refuses anything but `allowed` (HEAD is not offered: every route has side effects or secrets).
+/// Refuses any method but those in `allowed` (e.g. `"GET, POST"`, as the `Allow` header lists
+/// them). HEAD is not offered: every route has side effects or secrets.
 pub fn require_method(request: &Request, allowed: &'static str) -> Result<(), BrokerError> {
-    if request.method().as_str() == allowed {
+    if allowed.split(", ").any(|method| method == request.method().as_str()) {
         Ok(())
     } else {
         Err(BrokerError::MethodNotAllowed { allow: allowed })
@@ -81,6 +101,11 @@ pub fn authenticate(request: &Request, query: &Query, api_key: &Secret) -> Resul
         Some(_) => Err(BrokerError::Unauthorized { key_presented: true }),
         None => Err(BrokerError::Unauthorized { key_presented: false }),
     }
+}
+
+/// Whether the request carries an API key header at all (right or wrong).
+pub fn has_key(request: &Request) -> bool {
+    presented_key(request).is_some()
 }
 
 fn presented_key(request: &Request) -> Option<&str> {

@@ -2,9 +2,15 @@
 
 use std::fmt;
 
-use ring::digest::{SHA256, digest};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use ring::{
+    digest::{SHA256, digest},
+    rand::{SecureRandom, SystemRandom},
+};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+
+use crate::error::BrokerError;
 
 /// A secret string. `Debug` and `Display` print `[redacted]`, so a stray `{:?}` in a log line
 /// or an error message cannot leak it; the value is reached only through [`Secret::expose`].
@@ -28,6 +34,15 @@ impl Secret {
         let theirs = digest(&SHA256, candidate.as_bytes());
         ours.as_ref().ct_eq(theirs.as_ref()).into()
     }
+}
+
+/// `len` random bytes, base64url without padding: the unreserved characters RFC 7636 §4.1 allows.
+pub fn random_urlsafe(len: usize) -> Result<String, BrokerError> {
+    let mut bytes = vec![0u8; len];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| BrokerError::Internal("the system random number generator failed"))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 impl fmt::Debug for Secret {

@@ -20,6 +20,7 @@ const FULL: &[(&str, &str)] = &[
     ("CLIENT_ID", "id"),
     ("CLIENT_SECRET", "client-secret-value"),
     ("TOKEN_URL", "https://provider.example/token"),
+    ("AUTHORIZE_URL", "https://provider.example/authorize"),
     ("REDIRECT_URI", "https://broker.example/callback"),
     ("OAUTH_STATE", "oauth-state-value"),
     ("API_KEY", "api-key-value"),

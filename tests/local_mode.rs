@@ -32,7 +32,14 @@ async fn missing_configuration_exits_2_and_names_every_variable() {
 
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for name in ["CLIENT_ID", "CLIENT_SECRET", "TOKEN_URL", "OAUTH_STATE", "API_KEY"] {
+    for name in [
+        "CLIENT_ID",
+        "CLIENT_SECRET",
+        "TOKEN_URL",
+        "AUTHORIZE_URL",
+        "OAUTH_STATE",
+        "API_KEY",
+    ] {
         assert!(stderr.contains(name), "{name} not named in: {stderr}");
     }
     assert!(stderr.contains(".env.example"), "{stderr}");

@@ -160,6 +160,44 @@ async fn binary_data_round_trips(store: impl Store) {
     assert_eq!(store.load(&k).await.unwrap().unwrap().data, data);
 }
 
+async fn take_returns_the_value_once(store: impl Store + Clone + 'static) {
+    let k = Arc::new(key("take"));
+    store.write(&k, Expect::Any, b"once", None).await.unwrap();
+    let takers = (0..16).map(|_| {
+        let (store, k) = (store.clone(), k.clone());
+        tokio::spawn(async move { store.take(&k).await })
+    });
+    let mut taken = Vec::new();
+    for taker in takers {
+        if let Some(value) = taker.await.unwrap().unwrap() {
+            taken.push(value.data);
+        }
+    }
+    assert_eq!(taken, vec![b"once".to_vec()]);
+    assert_eq!(store.load(&k).await.unwrap(), None);
+    assert_eq!(store.take(&key("never")).await.unwrap(), None);
+}
+
+async fn an_expired_value_cannot_be_taken(store: impl Store) {
+    let k = key("take-expired");
+    store
+        .write(&k, Expect::Any, b"late", Some(Duration::from_millis(150)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.take(&k).await.unwrap(), None);
+}
+
+async fn delete_removes_and_reports_existence(store: impl Store) {
+    let k = key("delete");
+    store.write(&k, Expect::Any, b"x", None).await.unwrap();
+    assert!(store.delete(&k).await.unwrap());
+    assert_eq!(store.load(&k).await.unwrap(), None);
+    assert!(!store.delete(&k).await.unwrap());
+    // A conditional write cannot bring a deleted record back.
+    assert_eq!(store.write(&k, Expect::Generation(1), b"y", None).await.unwrap(), None);
+}
+
 fn redis() -> RedisStore {
     RedisStore::new(&Secret::new(common::redis_url()), Duration::from_secs(2)).unwrap()
 }
@@ -194,4 +232,7 @@ conformance!(
     an_abandoned_lock_expires_on_its_own,
     concurrent_lock_attempts_have_one_winner,
     binary_data_round_trips,
+    take_returns_the_value_once,
+    an_expired_value_cannot_be_taken,
+    delete_removes_and_reports_existence,
 );

@@ -6,6 +6,7 @@ use serde_json::json;
 use crate::{
     app::{App, DEFAULT_CONNECTION},
     error::BrokerError,
+    login::{self, PendingLogin},
     pages,
     provider::ProviderError,
     record::{ConnectionRecord, TokenSet},
@@ -49,21 +50,30 @@ pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body>
 async fn authorize<S: Store>(app: &App<S>, request: &Request) -> Result<TokenSet, BrokerError> {
     request::require_method(request, "GET")?;
     let query = Query::parse(request)?;
-    let state_ok = query
-        .get("state")
-        .is_some_and(|state| app.config.oauth_state.matches(state));
+    let state = match query.get("state") {
+        Some(state) => check_state(app, state).await?,
+        None => State::Invalid,
+    };
     if let Some(error) = query.get("error") {
-        return Err(denied(error, query.get("error_description"), state_ok));
+        return Err(denied(
+            error,
+            query.get("error_description"),
+            !matches!(state, State::Invalid),
+        ));
     }
     query.require("state")?;
     let code = Secret::new(query.require("code")?);
-    if !state_ok {
-        return Err(BrokerError::InvalidState);
-    }
-    let key = app.tokens_key(DEFAULT_CONNECTION);
-    // Codes are single-use: make sure the store can take the result before spending one.
-    app.store.load(&key).await?;
-    let grant = app.provider.exchange_code(&code).await?;
+    let (verifier, connection) = match state {
+        State::Invalid => return Err(BrokerError::InvalidState),
+        State::Static => {
+            // Codes are single-use: make sure the store can take the result before spending one.
+            // (A one-time state was just taken from the store, which proved the same.)
+            app.store.load(&app.tokens_key(DEFAULT_CONNECTION)).await?;
+            (None, DEFAULT_CONNECTION.to_owned())
+        }
+        State::OneTime(pending) => (Some(pending.code_verifier), pending.connection),
+    };
+    let grant = app.provider.exchange_code(&code, verifier.as_ref()).await?;
     let now = app.clock.now();
     let tokens =
         TokenSet::from_authorization(grant, now, app.config.refresh_token_ttl.as_secs() as i64).map_err(|e| {
@@ -75,9 +85,36 @@ async fn authorize<S: Store>(app: &App<S>, request: &Request) -> Result<TokenSet
     // A fresh authorization replaces whatever was there, including a re-authorization mark.
     let record = ConnectionRecord::Active(tokens.clone());
     app.store
-        .write(&key, Expect::Any, &record.encode(), ttl(tokens.refresh_valid_for(now)))
+        .write(
+            &app.tokens_key(&connection),
+            Expect::Any,
+            &record.encode(),
+            ttl(tokens.refresh_valid_for(now)),
+        )
         .await?;
     Ok(tokens)
+}
+
+enum State {
+    /// The shared `OAUTH_STATE` of hand-built authorization URLs.
+    Static,
+    /// A state issued by `/login`, now used up.
+    OneTime(PendingLogin),
+    Invalid,
+}
+
+/// A one-time state is consumed here whatever happens next: a replayed callback URL must fail
+/// even if the first attempt did.
+async fn check_state<S: Store>(app: &App<S>, state: &str) -> Result<State, BrokerError> {
+    if let Some(shared) = &app.config.oauth_state
+        && shared.matches(state)
+    {
+        return Ok(State::Static);
+    }
+    Ok(match login::redeem(app, state).await? {
+        Some(pending) => State::OneTime(pending),
+        None => State::Invalid,
+    })
 }
 
 /// The provider's error redirect is shown to the person, but its free-text description only when

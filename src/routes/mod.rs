@@ -1,6 +1,8 @@
 //! The HTTP routes. Each Lambda function serves one of them; a local server can serve them all.
 
 pub mod callback;
+pub mod login;
+pub mod revoke;
 pub mod token;
 pub mod verify;
 
@@ -10,19 +12,29 @@ use crate::{app::App, store::Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
+    Login,
     Callback,
     Token,
     Verify,
+    Revoke,
 }
 
 impl Route {
-    pub const ALL: [Route; 3] = [Route::Callback, Route::Token, Route::Verify];
+    pub const ALL: [Route; 5] = [
+        Route::Login,
+        Route::Callback,
+        Route::Token,
+        Route::Verify,
+        Route::Revoke,
+    ];
 
     pub fn path(self) -> &'static str {
         match self {
+            Route::Login => "/login",
             Route::Callback => "/callback",
             Route::Token => "/token",
             Route::Verify => "/verify",
+            Route::Revoke => "/revoke",
         }
     }
 
@@ -35,8 +47,10 @@ impl Route {
 /// Lambda error.
 pub async fn handle<S: Store>(app: &App<S>, route: Route, request: Request) -> Response<Body> {
     match route {
+        Route::Login => login::handle(app, &request).await,
         Route::Callback => callback::handle(app, &request).await,
         Route::Token => token::handle(app, &request).await,
         Route::Verify => verify::handle(app, &request).await,
+        Route::Revoke => revoke::handle(app, &request).await,
     }
 }

@@ -204,4 +204,37 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+
+    async fn take(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let taken = {
+                let mut table = txn.open_table(RECORDS).map_err(unavailable)?;
+                let removed = table.remove(key.as_str()).map_err(unavailable)?;
+                match removed {
+                    Some(value) => decode(&key, value.value())?,
+                    None => None,
+                }
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(taken)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let existed = {
+                let mut table = txn.open_table(RECORDS).map_err(unavailable)?;
+                let removed = table.remove(key.as_str()).map_err(unavailable)?;
+                removed.is_some_and(|value| value.value().len() < HEADER || live(u64_at(value.value(), 8)))
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(existed)
+        })
+        .await
+    }
 }

@@ -64,6 +64,13 @@ pub trait Store: Send + Sync {
     /// Releases the lock only if `owner` still holds it; a lock that expired and was taken by
     /// another caller is left alone.
     fn unlock(&self, key: &str, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads and deletes `key` in one atomic step, so of two concurrent callers exactly one gets
+    /// the value: what makes a one-time login state one-time.
+    fn take(&self, key: &str) -> impl Future<Output = Result<Option<Versioned>, StoreError>> + Send;
+
+    /// Deletes `key`; returns whether it existed.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Either backend, chosen by configuration at start-up (local mode). The Lambda functions use
@@ -108,6 +115,20 @@ impl Store for AnyStore {
         match self {
             Self::Redis(store) => store.unlock(key, owner).await,
             Self::Embedded(store) => store.unlock(key, owner).await,
+        }
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        match self {
+            Self::Redis(store) => store.take(key).await,
+            Self::Embedded(store) => store.take(key).await,
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        match self {
+            Self::Redis(store) => store.delete(key).await,
+            Self::Embedded(store) => store.delete(key).await,
         }
     }
 }

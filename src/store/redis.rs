@@ -37,6 +37,16 @@ end
 return 0
 ";
 
+/// KEYS[1] record. Returns {gen, data} and deletes the record, or nil.
+const TAKE: &str = r"
+local found = redis.call('HMGET', KEYS[1], 'gen', 'data')
+if not found[1] then
+  return false
+end
+redis.call('DEL', KEYS[1])
+return found
+";
+
 /// One multiplexed connection per process, opened on first use and re-opened by itself after a
 /// failure, so a warm function survives a Redis restart without being recycled.
 #[derive(Clone)]
@@ -44,6 +54,7 @@ pub struct RedisStore {
     connection: ConnectionManager,
     write: Script,
     unlock: Script,
+    take: Script,
 }
 
 impl RedisStore {
@@ -62,6 +73,7 @@ impl RedisStore {
             connection,
             write: Script::new(WRITE),
             unlock: Script::new(UNLOCK),
+            take: Script::new(TAKE),
         })
     }
 }
@@ -155,5 +167,22 @@ impl Store for RedisStore {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let mut connection = self.connection.clone();
+        let found: Option<(u64, Vec<u8>)> = self
+            .take
+            .key(key)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        Ok(found.map(|(generation, data)| Versioned { generation, data }))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let deleted: i64 = connection.del(key).await.map_err(classify)?;
+        Ok(deleted > 0)
     }
 }

@@ -35,6 +35,8 @@ pub const CLIENT_ID: &str = "test-client-id";
 pub const CLIENT_SECRET: &str = "test-client-secret";
 pub const REDIRECT_URI: &str = "https://broker.example/callback";
 pub const TOKEN_PATH: &str = "/v1/oauth2/token";
+pub const AUTHORIZE_PATH: &str = "/v1/oauth2/authorize";
+pub const REVOCATION_PATH: &str = "/v1/oauth2/revoke";
 /// 2026-11-23T06:00:00Z, the time the tests' clock starts at.
 pub const START: i64 = 1_795_413_600;
 
@@ -158,6 +160,9 @@ pub fn base_vars(provider: &MockServer, redis_url: &str, overrides: &[(&str, &st
         ("CLIENT_ID", CLIENT_ID.to_owned()),
         ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
         ("TOKEN_URL", format!("{}{TOKEN_PATH}", provider.uri())),
+        ("AUTHORIZE_URL", format!("{}{AUTHORIZE_PATH}", provider.uri())),
+        ("REVOCATION_URL", format!("{}{REVOCATION_PATH}", provider.uri())),
+        ("SCOPES", "products offline_access".to_owned()),
         ("REDIRECT_URI", REDIRECT_URI.to_owned()),
         ("OAUTH_STATE", OAUTH_STATE.to_owned()),
         ("API_KEY", API_KEY.to_owned()),

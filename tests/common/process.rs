@@ -27,6 +27,7 @@ pub fn local_env(provider: &MockServer, port: u16, data_dir: &Path) -> Vec<(Stri
         ("CLIENT_ID", CLIENT_ID.to_owned()),
         ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
         ("TOKEN_URL", format!("{}{TOKEN_PATH}", provider.uri())),
+        ("AUTHORIZE_URL", format!("{}{AUTHORIZE_PATH}", provider.uri())),
         ("OAUTH_STATE", OAUTH_STATE.to_owned()),
         ("API_KEY", API_KEY.to_owned()),
         ("PORT", port.to_string()),

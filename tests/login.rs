@@ -1,0 +1,218 @@
+//! `/login` and the one-time state it issues: PKCE S256, single use, expiry, and the form that
+//! keeps the API key out of URLs.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use token_broker::{login::s256_challenge, routes::Route};
+use wiremock::ResponseTemplate;
+
+fn query_of(url: &str) -> HashMap<String, String> {
+    let url = reqwest::Url::parse(url).unwrap();
+    url.query_pairs().into_owned().collect()
+}
+
+async fn start_login(h: &Harness) -> HashMap<String, String> {
+    let reply = h.call(Route::Login, "login-json").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    query_of(reply.json()["authorization_url"].as_str().unwrap())
+}
+
+fn callback_with(state: &str) -> lambda_http::Request {
+    event_with_query("callback", &format!("code=one-time-code&state={state}"))
+}
+
+#[tokio::test]
+async fn browser_get_shows_a_key_form_whose_policy_allows_only_the_provider_redirect() {
+    let h = Harness::new().await;
+
+    let reply = h.call(Route::Login, "login").await;
+
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("content-type").unwrap().starts_with("text/html"));
+    assert!(reply.body.contains(r#"<form method="post" action="login">"#));
+    assert!(reply.body.contains(r#"name="api_key" type="password""#));
+    let csp = reply.header("content-security-policy").unwrap();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert!(
+        csp.contains(&format!("form-action 'self' {}", h.provider.uri())),
+        "{csp}"
+    );
+    assert_eq!(reply.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(reply.header("x-frame-options"), Some("DENY"));
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+}
+
+#[tokio::test]
+async fn headless_login_returns_an_authorization_url_with_pkce_and_a_fresh_state() {
+    let h = Harness::new().await;
+
+    let reply = h.call(Route::Login, "login-json").await;
+
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["expires_at"], START + 600);
+    let url = reqwest::Url::parse(reply.json()["authorization_url"].as_str().unwrap()).unwrap();
+    assert_eq!(url.path(), AUTHORIZE_PATH);
+    let params: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(params["response_type"], "code");
+    assert_eq!(params["client_id"], CLIENT_ID);
+    assert_eq!(params["redirect_uri"], REDIRECT_URI);
+    assert_eq!(params["scope"], "products offline_access");
+    assert_eq!(params["code_challenge_method"], "S256");
+    assert_eq!(params["state"].len(), 43);
+    assert_eq!(params["code_challenge"].len(), 43);
+    assert_ne!(params["state"], OAUTH_STATE);
+
+    let again = start_login(&h).await;
+    assert_ne!(again["state"], params["state"]);
+    assert_ne!(again["code_challenge"], params["code_challenge"]);
+}
+
+#[tokio::test]
+async fn headless_login_requires_the_api_key() {
+    let h = Harness::new().await;
+    let reply = h.call(Route::Login, "login-json-wrong-key").await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.error(), "unauthorized");
+}
+
+#[tokio::test]
+async fn submitting_the_form_redirects_to_the_provider() {
+    let h = Harness::new().await;
+
+    let reply = h.call(Route::Login, "login-submit").await;
+
+    assert_eq!(reply.status, 302, "{}", reply.body);
+    let location = reply.header("location").unwrap();
+    assert!(
+        location.starts_with(&format!("{}{AUTHORIZE_PATH}?", h.provider.uri())),
+        "{location}"
+    );
+    assert!(!location.contains(API_KEY));
+    assert_eq!(query_of(location)["code_challenge_method"], "S256");
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+}
+
+#[tokio::test]
+async fn a_wrong_key_in_the_form_is_refused_with_the_form_again() {
+    let h = Harness::new().await;
+
+    let reply = h.call(Route::Login, "login-submit-wrong-key").await;
+
+    assert_eq!(reply.status, 401);
+    assert!(reply.body.contains("not valid"));
+    assert!(reply.body.contains("<form"));
+    assert!(!reply.body.contains("wrong-api-key"));
+}
+
+#[tokio::test]
+async fn other_methods_are_405() {
+    let h = Harness::new().await;
+    let reply = h.call(Route::Login, "login-put").await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET, POST"));
+}
+
+#[tokio::test]
+async fn callback_sends_the_verifier_of_the_one_time_state() {
+    let h = Harness::new().await;
+    provider_answers(
+        &h.provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("a", "r")),
+    )
+    .await;
+    let login = start_login(&h).await;
+
+    let reply = h.call_request(Route::Callback, callback_with(&login["state"])).await;
+
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let form = &h.token_requests().await[0];
+    let verifier = &form["code_verifier"];
+    assert!((43..=128).contains(&verifier.len()));
+    assert!(
+        verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    );
+    assert_eq!(s256_challenge(verifier), login["code_challenge"]);
+    assert_eq!(form["code"], "one-time-code");
+    assert_eq!(h.stored_tokens().await.access_token.expose(), "a");
+}
+
+#[tokio::test]
+async fn a_one_time_state_works_exactly_once() {
+    let h = Harness::new().await;
+    provider_answers(
+        &h.provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("a", "r")),
+    )
+    .await;
+    let state = start_login(&h).await["state"].clone();
+
+    assert_eq!(h.call_request(Route::Callback, callback_with(&state)).await.status, 200);
+    let replay = h.call_request(Route::Callback, callback_with(&state)).await;
+
+    assert_eq!(replay.status, 403);
+    assert!(replay.body.contains("invalid_state"));
+    assert_eq!(h.token_requests().await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_state_is_refused() {
+    let h = Harness::new().await;
+    provider_answers(
+        &h.provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("a", "r")),
+    )
+    .await;
+    let state = start_login(&h).await["state"].clone();
+
+    h.clock.advance(601);
+    let reply = h.call_request(Route::Callback, callback_with(&state)).await;
+
+    assert_eq!(reply.status, 403);
+    assert!(h.token_requests().await.is_empty());
+    assert!(h.stored().await.is_none());
+}
+
+#[tokio::test]
+async fn an_unknown_state_is_refused() {
+    let h = Harness::new().await;
+    let made_up = "A".repeat(43);
+    let reply = h.call_request(Route::Callback, callback_with(&made_up)).await;
+    assert_eq!(reply.status, 403);
+    assert!(h.provider.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_static_state_can_be_switched_off() {
+    let h = Harness::with(&[("ALLOW_STATIC_STATE", "false")]).await;
+    provider_answers(
+        &h.provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("a", "r")),
+    )
+    .await;
+
+    assert_eq!(h.call(Route::Callback, "callback").await.status, 403);
+    let state = start_login(&h).await["state"].clone();
+    assert_eq!(h.call_request(Route::Callback, callback_with(&state)).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_error_redirect_with_a_one_time_state_shows_the_escaped_description_and_uses_up_the_state() {
+    let h = Harness::new().await;
+    let state = start_login(&h).await["state"].clone();
+    let query = format!("error=access_denied&error_description=%3Cimg+src%3Dx%3E+declined&state={state}");
+
+    let reply = h
+        .call_request(Route::Callback, event_with_query("callback", &query))
+        .await;
+
+    assert_eq!(reply.status, 400);
+    assert!(reply.body.contains("&lt;img src=x&gt; declined"));
+    assert!(!reply.body.contains("<img"));
+    let replay = h.call_request(Route::Callback, callback_with(&state)).await;
+    assert_eq!(replay.status, 403);
+}
