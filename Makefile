@@ -9,9 +9,9 @@ ZIG_VERSION := 0.17.1
 SAM_CLI_VERSION := 1.170.0
 TOOLS := target/tools-venv
 TOOLS_BIN := $(abspath $(TOOLS))/bin
-FUNCTIONS := login callback token verify revoke
+FUNCTIONS := login callback token verify revoke keepalive
 
-.PHONY: help serve test lint fmt build tools deploy watch invoke clean
+.PHONY: help serve keepalive test lint fmt build tools deploy watch invoke clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -19,11 +19,15 @@ help: ## List the targets
 serve: ## Run the whole broker locally on 127.0.0.1:9000, configured from .env (see .env.example)
 	cargo run --release --locked --features local --bin serve
 
+keepalive: ## Run one keep-alive pass over the local store (or REDIS_URL) and print the report
+	cargo run --release --locked --features local --bin serve -- keepalive
+
 test: ## Run every test against a throw-away Redis and a fake provider (installs redis-server if missing)
 	cargo fmt --all -- --check
 	scripts/with-redis.sh cargo test --all-targets --all-features --locked
 	cargo clippy --all-targets --all-features --locked -- -D warnings
 	scripts/lint-template.sh
+	scripts/e2e.sh
 
 lint: ## Formatting, clippy and the SAM template lint
 	cargo fmt --all -- --check

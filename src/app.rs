@@ -7,18 +7,17 @@ use thiserror::Error;
 use crate::{
     clock::{Clock, SystemClock},
     config::{Config, ConfigError, StoreConfig},
+    metrics::Metrics,
     provider::Provider,
     store::{RedisStore, Store, StoreError},
 };
-
-/// The connection every route uses until named connections exist.
-pub const DEFAULT_CONNECTION: &str = "default";
 
 pub struct App<S> {
     pub config: Config,
     pub store: S,
     pub provider: Provider,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Error)]
@@ -59,11 +58,14 @@ impl<S: Store> App<S> {
     pub fn new(config: Config, store: S, clock: Arc<dyn Clock>) -> Result<Self, InitError> {
         let tls = tls_config()?;
         let provider = Provider::new(&config, tls).map_err(|e| InitError::Http(e.to_string()))?;
+        // EMF lines become CloudWatch metrics on Lambda; in a terminal they would only be noise.
+        let metrics = if on_lambda() { Metrics::stdout() } else { Metrics::off() };
         Ok(Self {
             config,
             store,
             provider,
             clock,
+            metrics,
         })
     }
 

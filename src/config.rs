@@ -46,6 +46,10 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// How long a `/token` call waits for another caller's refresh before giving up with 503.
     pub refresh_wait: Duration,
+    /// Keep-alive refreshes connections whose refresh token expires within this window.
+    pub keepalive_window: Duration,
+    /// How often local mode runs keep-alive (zero: never).
+    pub keepalive_interval: Duration,
 }
 
 /// Where the tokens live: Redis when `REDIS_URL` is set, else the embedded on-disk store of local
@@ -148,6 +152,8 @@ impl Config {
             provider_timeout: vars.seconds("PROVIDER_TIMEOUT", 10, 1..=120)?,
             redis_timeout: vars.seconds("REDIS_TIMEOUT", 2, 1..=60)?,
             refresh_wait: vars.seconds("REFRESH_WAIT", 5, 0..=120)?,
+            keepalive_window: vars.seconds("KEEPALIVE_WINDOW", 7 * 86400, 0..=365 * 86400)?,
+            keepalive_interval: vars.seconds("KEEPALIVE_INTERVAL", 3600, 0..=7 * 86400)?,
         })
     }
 }

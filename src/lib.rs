@@ -6,12 +6,15 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod connection;
 pub mod error;
+pub mod keepalive;
 pub mod lambda;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod logging;
 pub mod login;
+pub mod metrics;
 pub mod pages;
 pub mod provider;
 pub mod record;

@@ -16,6 +16,7 @@ use crate::{
     app::App,
     config::{Config, StoreConfig},
     error::BrokerError,
+    keepalive,
     routes::{self, Route},
     store::Store,
 };
@@ -111,6 +112,24 @@ fn from_lambda_response(response: Response<Body>) -> hyper::Response<Full<Bytes>
         _ => Bytes::new(),
     };
     hyper::Response::from_parts(parts, Full::new(bytes))
+}
+
+/// Runs keep-alive every `KEEPALIVE_INTERVAL` (first at start: a machine that slept for days may
+/// be close to losing a connection) until `stop` turns true. A pass is never cut short.
+pub async fn keepalive_loop<S: Store + 'static>(app: Arc<App<S>>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = app.config.keepalive_interval;
+    if interval.is_zero() {
+        return;
+    }
+    loop {
+        if let Err(error) = keepalive::run(&app).await {
+            tracing::warn!(%error, "keep-alive could not run; will try again");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// What a person needs on start: where each route is, what to register at the provider, and

@@ -70,6 +70,11 @@ pub async fn start<S: Store>(app: &App<S>, connection: &str) -> Result<Started, 
             .append_pair("redirect_uri", &app.config.redirect_uri);
         if let Some(scopes) = &app.config.scopes {
             query.append_pair("scope", scopes);
+            // OpenID Connect Core §11: without prompt=consent a provider must drop
+            // offline_access, and with it the refresh token the broker exists to hold.
+            if scopes.split(' ').any(|scope| scope == "offline_access") {
+                query.append_pair("prompt", "consent");
+            }
         }
         query
             .append_pair("state", &state)

@@ -5,7 +5,7 @@ use crate::error::ErrorReply;
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,sans-serif;max-width:36rem;margin:3rem auto;\
 padding:0 1rem;line-height:1.5;color:#1b1b1b}h1{font-size:1.4rem}code{background:#f2f2f2;padding:.1rem .3rem;\
-border-radius:3px;word-break:break-all}.ok{color:#1a7f37}.fail{color:#b42318}label{display:block;margin:1rem 0 .3rem}\
+border-radius:3px;overflow-wrap:anywhere}.ok{color:#1a7f37}.fail{color:#b42318}label{display:block;margin:1rem 0 .3rem}\
 input{width:100%;box-sizing:border-box;padding:.6rem;font-size:1rem;border:1px solid #8a8a8a;border-radius:4px}\
 button{margin-top:1rem;padding:.6rem 1.2rem;font-size:1rem;border:0;border-radius:4px;background:#1f5fbf;color:#fff}";
 
@@ -19,16 +19,26 @@ fn page(title: &str, body: &str) -> String {
 }
 
 /// Shown once the tokens are stored. Names no token: the page stays in the browser's history.
-pub fn success(access_expires_in: i64, refresh_expires_in: i64) -> String {
+pub fn success(connection: &str, access_expires_in: i64, refresh_expires_in: i64) -> String {
+    // The default connection needs no parameter; a named one is part of every call.
+    let (name, selector) = if connection == crate::connection::DEFAULT {
+        (String::new(), String::new())
+    } else {
+        (
+            format!(" (connection <code>{}</code>)", escape(connection)),
+            format!("?connection={}", escape(connection)),
+        )
+    };
     page(
         "Authorized",
         &format!(
             "<h1 class=\"ok\">Authorized</h1>\
-             <p>token-broker now holds the tokens for this account. You can close this tab.</p>\
-             <p>The access token is valid for {access} and is refreshed automatically; the login itself \
-             lasts {refresh} unless the provider revokes it.</p>\
-             <p>Clients fetch a token with <code>GET /token</code> and the API key in an \
-             <code>Authorization: Bearer</code> header; monitoring polls <code>GET /verify</code>.</p>",
+             <p>token-broker now holds the tokens for this account{name}. You can close this tab.</p>\
+             <p>The access token is valid for {access} and is refreshed automatically. The login should \
+             last {refresh} (as the provider reports, or as the broker assumes when it does not say) \
+             unless the provider revokes it.</p>\
+             <p>Clients fetch a token with <code>GET /token{selector}</code> and the API key in an \
+             <code>Authorization: Bearer</code> header; monitoring polls <code>GET /verify{selector}</code>.</p>",
             access = human_duration(access_expires_in),
             refresh = human_duration(refresh_expires_in),
         ),
@@ -37,7 +47,7 @@ pub fn success(access_expires_in: i64, refresh_expires_in: i64) -> String {
 
 /// The front door: the API key proves the person may connect the account; the form posts it, so
 /// it never appears in a URL.
-pub fn login_form(error: Option<&str>) -> String {
+pub fn login_form(connection: &str, error: Option<&str>) -> String {
     let error = error
         .map(|e| format!("<p class=\"fail\">{}</p>", escape(e)))
         .unwrap_or_default();
@@ -49,8 +59,10 @@ pub fn login_form(error: Option<&str>) -> String {
              access; afterwards the broker holds the tokens for your scripts and services.</p>{error}\
              <form method=\"post\" action=\"login\">\
              <label for=\"api_key\">API key</label>\
+             <input type=\"hidden\" name=\"connection\" value=\"{connection}\">\
              <input id=\"api_key\" name=\"api_key\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
-             <button type=\"submit\">Continue to the provider</button></form>"
+             <button type=\"submit\">Continue to the provider</button></form>",
+            connection = escape(connection),
         ),
     )
 }
@@ -110,7 +122,8 @@ mod tests {
 
     #[test]
     fn login_form_posts_the_key_and_escapes_its_message() {
-        let page = login_form(Some("<b>wrong</b>"));
+        let page = login_form("lab-2", Some("<b>wrong</b>"));
+        assert!(page.contains(r#"name="connection" value="lab-2""#));
         assert!(page.contains(r#"<form method="post" action="login">"#));
         assert!(page.contains(r#"name="api_key" type="password""#));
         assert!(page.contains("&lt;b&gt;wrong&lt;/b&gt;"));

@@ -48,7 +48,7 @@ pub async fn access_token<S: Store>(
             });
         }
         if app.store.try_lock(&lock_key, &owner, lock_ttl(app)).await? {
-            let outcome = refresh_locked(app, &key, generation, &tokens).await;
+            let outcome = refresh_locked(app, connection, &key, generation, &tokens).await;
             if let Err(error) = app.store.unlock(&lock_key, &owner).await {
                 // The lock expires on its own; waiting callers lose at most its lifetime.
                 tracing::warn!(%error, connection, "could not release the refresh lock");
@@ -83,9 +83,82 @@ pub async fn load_active<S: Store>(app: &App<S>, key: &str) -> Result<(u64, Toke
     }
 }
 
+/// How a refresh attempt ended; each is logged and counted (metric `Refreshes` by `Outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Refreshed,
+    /// Stored over a re-authorization mark left by a concurrent refresh that lost the race.
+    RefreshedOverMark,
+    /// Refreshed, but a newer pair was stored first; this caller got ours, the store kept theirs.
+    LostWrite,
+    /// `invalid_grant` for a refresh token another caller had already rotated.
+    StaleRefreshToken,
+    InvalidGrant,
+    ProviderError,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Refreshed => "refreshed",
+            Self::RefreshedOverMark => "refreshed_over_mark",
+            Self::LostWrite => "lost_write",
+            Self::StaleRefreshToken => "stale_refresh_token",
+            Self::InvalidGrant => "invalid_grant",
+            Self::ProviderError => "provider_error",
+        }
+    }
+}
+
+/// One refresh attempt: what its log lines and metrics have in common.
+struct Attempt<'a, S> {
+    app: &'a App<S>,
+    connection: &'a str,
+    key: &'a str,
+    generation: u64,
+    started: Instant,
+}
+
+impl<S> Attempt<'_, S> {
+    /// Logs the outcome (never a token: only the connection, latency and generation) and counts it.
+    fn report(&self, outcome: Outcome, generation: u64, cause: Option<&dyn std::fmt::Display>) {
+        let latency_ms = self.started.elapsed().as_millis() as u64;
+        let connection = self.connection;
+        let outcome_name = outcome.as_str();
+        let cause = cause.map(ToString::to_string).unwrap_or_default();
+        match outcome {
+            Outcome::Refreshed | Outcome::StaleRefreshToken => {
+                tracing::info!(connection, outcome = outcome_name, latency_ms, generation, "refresh")
+            }
+            Outcome::LostWrite => {
+                tracing::error!(
+                    connection,
+                    outcome = outcome_name,
+                    latency_ms,
+                    generation,
+                    "refresh: pair not stored, a newer write came first"
+                )
+            }
+            _ => tracing::warn!(
+                connection,
+                outcome = outcome_name,
+                latency_ms,
+                generation,
+                cause,
+                "refresh"
+            ),
+        }
+        self.app.metrics.refresh(connection, outcome_name);
+        if outcome == Outcome::InvalidGrant {
+            self.app.metrics.reauthorization_required(connection);
+        }
+    }
+}
+
 /// Refreshes while holding the lock. `Ok(None)`: the stored pair changed under us; look again.
 async fn refresh_locked<S: Store>(
     app: &App<S>,
+    connection: &str,
     key: &str,
     generation: u64,
     tokens: &TokenSet,
@@ -94,26 +167,28 @@ async fn refresh_locked<S: Store>(
     if current_generation(app, key).await? != Some(generation) {
         return Ok(None);
     }
-    let started = Instant::now();
+    let attempt = Attempt {
+        app,
+        connection,
+        key,
+        generation,
+        started: Instant::now(),
+    };
     let result = app.provider.refresh(&tokens.refresh_token).await;
-    let latency_ms = started.elapsed().as_millis() as u64;
     let now = app.clock.now();
     match result {
         Ok(grant) => {
             let next = tokens.refreshed(grant, now, app.config.refresh_token_ttl.as_secs() as i64);
-            store_refreshed(app, key, generation, &next, latency_ms).await?;
+            store_refreshed(&attempt, &next).await?;
+            app.metrics
+                .refresh_token_seconds_left(connection, next.refresh_valid_for(now));
             Ok(Some(next))
         }
         Err(error) if error.is_invalid_grant() => {
             // Another instance may have rotated the refresh token after our read: its pair is
             // stored and valid, and ours was merely stale.
             if current_generation(app, key).await? != Some(generation) {
-                tracing::info!(
-                    outcome = "stale_refresh_token",
-                    latency_ms,
-                    generation,
-                    "refresh token was already rotated"
-                );
+                attempt.report(Outcome::StaleRefreshToken, generation, None);
                 return Ok(None);
             }
             let reason = match &error {
@@ -131,19 +206,14 @@ async fn refresh_locked<S: Store>(
                 .store
                 .write(key, Expect::Generation(generation), &mark.encode(), None)
                 .await?;
-            if written.is_none() {
+            let Some(written) = written else {
                 return Ok(None);
-            }
-            tracing::warn!(
-                outcome = "invalid_grant",
-                latency_ms,
-                generation,
-                "connection needs a new login"
-            );
+            };
+            attempt.report(Outcome::InvalidGrant, written, None);
             Err(BrokerError::ReauthorizationRequired { reason })
         }
         Err(error) => {
-            tracing::warn!(outcome = "provider_error", latency_ms, generation, %error, "refresh failed; stored tokens kept");
+            attempt.report(Outcome::ProviderError, generation, Some(&error));
             if tokens.access_valid_for(now) > 0 {
                 return Ok(Some(tokens.clone()));
             }
@@ -153,27 +223,17 @@ async fn refresh_locked<S: Store>(
 }
 
 /// Writes a freshly refreshed pair over the generation it was refreshed from.
-async fn store_refreshed<S: Store>(
-    app: &App<S>,
-    key: &str,
-    generation: u64,
-    next: &TokenSet,
-    latency_ms: u64,
-) -> Result<(), BrokerError> {
+async fn store_refreshed<S: Store>(attempt: &Attempt<'_, S>, next: &TokenSet) -> Result<(), BrokerError> {
+    let (app, key) = (attempt.app, attempt.key);
     let now = app.clock.now();
     let record = ConnectionRecord::Active(next.clone()).encode();
     let ttl = ttl(next.refresh_valid_for(now));
     if let Some(written) = app
         .store
-        .write(key, Expect::Generation(generation), &record, ttl)
+        .write(key, Expect::Generation(attempt.generation), &record, ttl)
         .await?
     {
-        tracing::info!(
-            outcome = "refreshed",
-            latency_ms,
-            generation = written,
-            "token refreshed"
-        );
+        attempt.report(Outcome::Refreshed, written, None);
         return Ok(());
     }
     // Someone wrote since we read: our lock was lost (it expired, or a Redis failover dropped it)
@@ -190,21 +250,10 @@ async fn store_refreshed<S: Store>(
             .write(key, Expect::Generation(stored.generation), &record, ttl)
             .await?
     {
-        tracing::warn!(
-            outcome = "refreshed_over_mark",
-            latency_ms,
-            generation = written,
-            "token refreshed after a concurrent refresh failed"
-        );
+        attempt.report(Outcome::RefreshedOverMark, written, None);
         return Ok(());
     }
-    // Another caller's valid pair is stored; ours is handed to this caller but not kept.
-    tracing::error!(
-        outcome = "lost_write",
-        latency_ms,
-        generation,
-        "refreshed pair not stored: a newer write came first"
-    );
+    attempt.report(Outcome::LostWrite, attempt.generation, None);
     Ok(())
 }
 

@@ -221,3 +221,49 @@ async fn local_mode_serves_from_redis_when_redis_url_is_set() {
     server.stop();
     assert!(!dir.join("tokens.redb").exists(), "the embedded store was used");
 }
+
+#[tokio::test]
+async fn serve_keepalive_runs_one_pass_and_reports_it() {
+    let provider = MockServer::start().await;
+    let fake = Arc::new(RotatingProvider::default());
+    fake.mount(&provider, Duration::ZERO).await;
+    let dir = data_dir("keepalive-once");
+    let mut env = local_env(&provider, free_port(), &dir);
+    // The server's own loop stays off, so the pass below is the only one.
+    env.push(("KEEPALIVE_INTERVAL".into(), "0".into()));
+    let server = Server::start(&dir, &env).await;
+    assert_eq!(server.get(CALLBACK, false).await.0, 200);
+    server.stop();
+
+    // A window longer than the 90-day refresh token: the connection is due.
+    env.push(("KEEPALIVE_WINDOW".into(), (100 * 86_400).to_string()));
+    let output = serve_command(&dir, &env).arg("keepalive").output().unwrap();
+
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["connections"][0]["connection"], "default");
+    assert_eq!(report["connections"][0]["outcome"], "refreshed");
+    assert_eq!(fake.refreshes(), 1);
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("refresh-"));
+}
+
+#[tokio::test]
+async fn the_server_runs_keepalive_on_its_own() {
+    let provider = MockServer::start().await;
+    let fake = Arc::new(RotatingProvider::default());
+    fake.mount(&provider, Duration::ZERO).await;
+    let dir = data_dir("keepalive-loop");
+    let mut env = local_env(&provider, free_port(), &dir);
+    env.push(("KEEPALIVE_INTERVAL".into(), "1".into()));
+    env.push(("KEEPALIVE_WINDOW".into(), (100 * 86_400).to_string()));
+    let server = Server::start(&dir, &env).await;
+    assert_eq!(server.get(CALLBACK, false).await.0, 200);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.refreshes() == 0 {
+        assert!(Instant::now() < deadline, "keep-alive never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop();
+    assert_eq!(fake.rejected(), 0);
+}

@@ -60,6 +60,8 @@ async fn headless_login_returns_an_authorization_url_with_pkce_and_a_fresh_state
     assert_eq!(params["client_id"], CLIENT_ID);
     assert_eq!(params["redirect_uri"], REDIRECT_URI);
     assert_eq!(params["scope"], "products offline_access");
+    // offline_access is honoured only with prompt=consent (OpenID Connect Core §11).
+    assert_eq!(params["prompt"], "consent");
     assert_eq!(params["code_challenge_method"], "S256");
     assert_eq!(params["state"].len(), 43);
     assert_eq!(params["code_challenge"].len(), 43);

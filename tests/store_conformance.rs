@@ -198,6 +198,46 @@ async fn delete_removes_and_reports_existence(store: impl Store) {
     assert_eq!(store.write(&k, Expect::Generation(1), b"y", None).await.unwrap(), None);
 }
 
+async fn keys_lists_live_records_under_a_prefix(store: impl Store) {
+    let base = key("list");
+    let glob = format!("{base}:with*glob?[chars]");
+    for name in ["a", "b", "c"] {
+        store
+            .write(&format!("{base}:{name}"), Expect::Any, b"x", None)
+            .await
+            .unwrap();
+    }
+    store.write(&glob, Expect::Any, b"x", None).await.unwrap();
+    store
+        .write(
+            &format!("{base}:gone"),
+            Expect::Any,
+            b"x",
+            Some(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+    store
+        .write(&format!("{base}-sibling"), Expect::Any, b"x", None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut keys = store.keys(&format!("{base}:")).await.unwrap();
+    keys.sort();
+    let mut expected = vec![
+        format!("{base}:a"),
+        format!("{base}:b"),
+        format!("{base}:c"),
+        glob.clone(),
+    ];
+    expected.sort();
+    assert_eq!(keys, expected);
+    // Glob characters in the prefix are literal.
+    assert_eq!(store.keys(&format!("{base}:with*")).await.unwrap(), vec![glob]);
+    assert!(store.keys(&key("nothing-here")).await.unwrap().is_empty());
+}
+
 fn redis() -> RedisStore {
     RedisStore::new(&Secret::new(common::redis_url()), Duration::from_secs(2)).unwrap()
 }
@@ -235,4 +275,5 @@ conformance!(
     take_returns_the_value_once,
     an_expired_value_cannot_be_taken,
     delete_removes_and_reports_existence,
+    keys_lists_live_records_under_a_prefix,
 );

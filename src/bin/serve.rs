@@ -1,5 +1,9 @@
 //! Local mode: `make serve`. Serves every route from one process on 127.0.0.1:9000 (`BIND`,
-//! `PORT`), with the tokens in Redis when `REDIS_URL` is set, else in an embedded on-disk store.
+//! `PORT`), with the tokens in Redis when `REDIS_URL` is set, else in an embedded on-disk store,
+//! and runs keep-alive every `KEEPALIVE_INTERVAL` seconds.
+//!
+//! `serve keepalive` runs one keep-alive pass instead, prints its report as JSON and exits: 0 when
+//! every connection is fine, 1 when one needs a person or failed (for cron and systemd timers).
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 
@@ -23,8 +27,18 @@ fn main() -> ExitCode {
         eprintln!("token-broker: cannot read .env: {error}");
         return ExitCode::from(CONFIG_ERROR);
     }
-    logging::init();
-    match run() {
+    // Logs go to stderr: stdout carries the banner and the keep-alive report.
+    logging::init_with_writer(std::io::stderr);
+    let command = std::env::args().nth(1);
+    let once = match command.as_deref() {
+        None => false,
+        Some("keepalive") => true,
+        Some(other) => {
+            eprintln!("token-broker: unknown command {other:?}; usage: serve [keepalive]");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    match run(once) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {
             eprintln!("token-broker: {message}");
@@ -33,7 +47,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<(), (u8, String)> {
+fn run(keepalive_once: bool) -> Result<(), (u8, String)> {
     let address = listen_address().map_err(|e| (CONFIG_ERROR, e))?;
     // Local mode knows its own callback URL; a provider that needs https or another host is
     // configured with REDIRECT_URI explicitly.
@@ -78,18 +92,44 @@ fn run() -> Result<(), (u8, String)> {
                 )
             })?),
         };
-        let app = App::new(config, store, Arc::new(SystemClock)).map_err(|e| (1, e.to_string()))?;
+        let app = Arc::new(App::new(config, store, Arc::new(SystemClock)).map_err(|e| (1, e.to_string()))?);
+        if keepalive_once {
+            return keepalive_pass(&app).await;
+        }
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|e| (1, format!("cannot listen on {address}: {e}")))?;
         let bound = listener.local_addr().unwrap_or(address);
         println!("{}", local::banner(&app.config, bound, &store_description));
-        local::serve(Arc::new(app), listener, shutdown_signal())
-            .await
-            .map_err(|e| (1, e.to_string()))?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let keepalive = tokio::spawn(local::keepalive_loop(app.clone(), stopped));
+        let served = local::serve(app, listener, shutdown_signal()).await;
+        // A keep-alive pass under way finishes first: cutting a refresh off between the
+        // provider's answer and the store write would lose a rotated refresh token.
+        let _ = stop.send(true);
+        let _ = keepalive.await;
+        served.map_err(|e| (1, e.to_string()))?;
         println!("token-broker stopped");
         Ok(())
     })
+}
+
+async fn keepalive_pass<S: token_broker::store::Store>(app: &App<S>) -> Result<(), (u8, String)> {
+    let reports = token_broker::keepalive::run(app)
+        .await
+        .map_err(|e| (1, format!("keep-alive could not run: {e}")))?;
+    let report = serde_json::json!({ "connections": reports });
+    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    if reports
+        .iter()
+        .any(|r| r.outcome != "refreshed" && r.outcome != "not_due")
+    {
+        return Err((
+            1,
+            "keep-alive: some connections need attention (see the report)".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 fn listen_address() -> Result<SocketAddr, String> {

@@ -4,7 +4,8 @@ use lambda_http::{Body, Request, Response, http::StatusCode};
 use serde_json::json;
 
 use crate::{
-    app::{App, DEFAULT_CONNECTION},
+    app::App,
+    connection,
     error::BrokerError,
     login::{self, PendingLogin},
     pages,
@@ -20,10 +21,12 @@ use crate::{
 pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body> {
     let json = request::prefers_json(request);
     match authorize(app, request).await {
-        Ok(tokens) => {
+        Ok((connection, tokens)) => {
             let now = app.clock.now();
             let (access, refresh) = (tokens.access_valid_for(now), tokens.refresh_valid_for(now));
+            app.metrics.authorized(&connection, refresh);
             tracing::info!(
+                connection,
                 access_expires_in = access,
                 refresh_expires_in = refresh,
                 "authorization stored"
@@ -33,13 +36,14 @@ pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body>
                     StatusCode::OK,
                     &json!({
                         "status": "authorized",
+                        "connection": connection,
                         "access_token_expires_in": access,
                         "refresh_token_expires_in": refresh,
                         "scope": tokens.scope,
                     }),
                 )
             } else {
-                response::html(StatusCode::OK, pages::success(access, refresh))
+                response::html(StatusCode::OK, pages::success(&connection, access, refresh))
             }
         }
         Err(error) if json => error.into_json(),
@@ -47,7 +51,7 @@ pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body>
     }
 }
 
-async fn authorize<S: Store>(app: &App<S>, request: &Request) -> Result<TokenSet, BrokerError> {
+async fn authorize<S: Store>(app: &App<S>, request: &Request) -> Result<(String, TokenSet), BrokerError> {
     request::require_method(request, "GET")?;
     let query = Query::parse(request)?;
     let state = match query.get("state") {
@@ -68,8 +72,8 @@ async fn authorize<S: Store>(app: &App<S>, request: &Request) -> Result<TokenSet
         State::Static => {
             // Codes are single-use: make sure the store can take the result before spending one.
             // (A one-time state was just taken from the store, which proved the same.)
-            app.store.load(&app.tokens_key(DEFAULT_CONNECTION)).await?;
-            (None, DEFAULT_CONNECTION.to_owned())
+            app.store.load(&app.tokens_key(connection::DEFAULT)).await?;
+            (None, connection::DEFAULT.to_owned())
         }
         State::OneTime(pending) => (Some(pending.code_verifier), pending.connection),
     };
@@ -92,7 +96,7 @@ async fn authorize<S: Store>(app: &App<S>, request: &Request) -> Result<TokenSet
             ttl(tokens.refresh_valid_for(now)),
         )
         .await?;
-    Ok(tokens)
+    Ok((connection, tokens))
 }
 
 enum State {

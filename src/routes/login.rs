@@ -9,7 +9,8 @@ use lambda_http::{Body, Request, Response, http::StatusCode};
 use serde_json::json;
 
 use crate::{
-    app::{App, DEFAULT_CONNECTION},
+    app::App,
+    connection,
     error::BrokerError,
     login, pages,
     request::{self, Query},
@@ -30,11 +31,14 @@ pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body>
             Err(error) => error.into_json(),
         };
     }
-    form(app, StatusCode::OK, None)
+    match Query::parse(request).and_then(|query| connection::from_query(&query)) {
+        Ok(connection) => form(app, StatusCode::OK, &connection, None),
+        Err(error) => error.into_html(),
+    }
 }
 
-fn form<S>(app: &App<S>, status: StatusCode, error: Option<&str>) -> Response<Body> {
-    response::html_with_form_target(status, pages::login_form(error), &authorize_origin(app))
+fn form<S>(app: &App<S>, status: StatusCode, connection: &str, error: Option<&str>) -> Response<Body> {
+    response::html_with_form_target(status, pages::login_form(connection, error), &authorize_origin(app))
 }
 
 /// Where the form's redirect goes: the provider's origin, which the page's policy must allow.
@@ -47,8 +51,9 @@ fn authorize_origin<S>(app: &App<S>) -> String {
 async fn start_json<S: Store>(app: &App<S>, request: &Request) -> Result<Response<Body>, BrokerError> {
     let query = Query::parse(request)?;
     request::authenticate(request, &query, &app.config.api_key)?;
-    let started = login::start(app, DEFAULT_CONNECTION).await?;
-    tracing::info!(expires_at = started.expires_at, "login started");
+    let connection = connection::from_query(&query)?;
+    let started = login::start(app, &connection).await?;
+    tracing::info!(connection, expires_at = started.expires_at, "login started");
     Ok(response::json(
         StatusCode::OK,
         &json!({
@@ -59,8 +64,10 @@ async fn start_json<S: Store>(app: &App<S>, request: &Request) -> Result<Respons
 }
 
 async fn submit<S: Store>(app: &App<S>, request: &Request) -> Response<Body> {
-    let form_data = match Query::parse_form(request) {
-        Ok(form_data) => form_data,
+    let (form_data, connection) = match Query::parse_form(request)
+        .and_then(|form_data| connection::from_query(&form_data).map(|connection| (form_data, connection)))
+    {
+        Ok(parsed) => parsed,
         Err(error) => return error.into_html(),
     };
     let key_ok = form_data
@@ -68,11 +75,16 @@ async fn submit<S: Store>(app: &App<S>, request: &Request) -> Response<Body> {
         .is_some_and(|key| app.config.api_key.matches(key.trim()));
     if !key_ok {
         tracing::info!(status = 401, "login refused: wrong API key");
-        return form(app, StatusCode::UNAUTHORIZED, Some("That API key is not valid."));
+        return form(
+            app,
+            StatusCode::UNAUTHORIZED,
+            &connection,
+            Some("That API key is not valid."),
+        );
     }
-    match login::start(app, DEFAULT_CONNECTION).await {
+    match login::start(app, &connection).await {
         Ok(started) => {
-            tracing::info!(expires_at = started.expires_at, "login started");
+            tracing::info!(connection, expires_at = started.expires_at, "login started");
             response::redirect(&started.authorization_url)
         }
         Err(error) => error.into_html(),

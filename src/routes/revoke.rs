@@ -9,7 +9,8 @@ use lambda_http::{Body, Request, Response, http::StatusCode};
 use serde_json::json;
 
 use crate::{
-    app::{App, DEFAULT_CONNECTION},
+    app::App,
+    connection,
     error::BrokerError,
     record::ConnectionRecord,
     request::{self, Query},
@@ -33,7 +34,8 @@ async fn revoke<S: Store>(app: &App<S>, request: &Request) -> Result<Response<Bo
         Some("true") => true,
         Some(_) => return Err(BrokerError::BadRequest("force must be true or false".to_owned())),
     };
-    let key = app.tokens_key(DEFAULT_CONNECTION);
+    let connection = connection::from_query(&query)?;
+    let key = app.tokens_key(&connection);
     let Some(stored) = app.store.load(&key).await? else {
         return Ok(response::json(
             StatusCode::OK,
@@ -71,6 +73,6 @@ async fn revoke<S: Store>(app: &App<S>, request: &Request) -> Result<Response<Bo
         }
     }
     app.store.delete(&key).await?;
-    tracing::info!(revoked_at_provider = %body["revoked_at_provider"], force, "connection revoked");
+    tracing::info!(connection, revoked_at_provider = %body["revoked_at_provider"], force, "connection revoked");
     Ok(response::json(StatusCode::OK, &body))
 }

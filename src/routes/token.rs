@@ -4,7 +4,8 @@ use lambda_http::{Body, Request, Response, http::StatusCode};
 use serde_json::json;
 
 use crate::{
-    app::{App, DEFAULT_CONNECTION},
+    app::App,
+    connection,
     error::BrokerError,
     record::TokenSet,
     refresh,
@@ -24,12 +25,10 @@ async fn serve<S: Store>(app: &App<S>, request: &Request) -> Result<Response<Bod
     request::require_method(request, "GET")?;
     let query = Query::parse(request)?;
     request::authenticate(request, &query, &app.config.api_key)?;
+    let connection = connection::from_query(&query)?;
     let min_ttl = min_ttl(&query)?;
     let skew = app.config.refresh_skew.as_secs() as i64;
-    let tokens = refresh::access_token(app, DEFAULT_CONNECTION, |tokens| {
-        required_validity(tokens, skew, min_ttl)
-    })
-    .await?;
+    let tokens = refresh::access_token(app, &connection, |tokens| required_validity(tokens, skew, min_ttl)).await?;
     let now = app.clock.now();
     let expires_in = tokens.access_valid_for(now);
     // The refresh token never leaves the broker: a caller holding it could rotate it and end

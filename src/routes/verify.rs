@@ -1,13 +1,16 @@
-//! `GET /verify`: the connection's health for monitoring, without any token value.
+//! `GET /verify`: a connection's health for monitoring, without any token value.
 //!
 //! 200: both tokens valid. 202: the access token expired but the refresh token is valid (the
 //! next `/token` call refreshes). 404: no usable refresh token; a person must log in again.
+//! Without `?connection=`, the answer is the default connection's, and the body also lists every
+//! connection, so existing monitors keep working and operators see everything in one call.
 
 use lambda_http::{Body, Request, Response, http::StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
-    app::{App, DEFAULT_CONNECTION},
+    app::App,
+    connection,
     error::BrokerError,
     record::ConnectionRecord,
     request::{self, Query},
@@ -26,10 +29,32 @@ async fn inspect<S: Store>(app: &App<S>, request: &Request) -> Result<Response<B
     request::require_method(request, "GET")?;
     let query = Query::parse(request)?;
     request::authenticate(request, &query, &app.config.api_key)?;
-    let stored = app.store.load(&app.tokens_key(DEFAULT_CONNECTION)).await?;
-    let now = app.clock.now();
+    let named = query.get("connection").is_some();
+    let connection = connection::from_query(&query)?;
+    let (status, mut body) = health(app, &connection).await?;
+    if !named {
+        let mut all = Vec::new();
+        for name in connection::list(app).await? {
+            let (_, mut entry) = health(app, &name).await?;
+            if let Some(entry) = entry.as_object_mut() {
+                // The per-connection list says what state each is in; the error wording is for
+                // single-connection callers.
+                entry.remove("error");
+                entry.remove("error_description");
+            }
+            all.push(entry);
+        }
+        body["connections"] = Value::Array(all);
+    }
+    Ok(response::json(status, &body))
+}
+
+/// The status code and body `/verify` gives for one connection.
+pub async fn health<S: Store>(app: &App<S>, connection: &str) -> Result<(StatusCode, Value), BrokerError> {
+    let stored = app.store.load(&app.tokens_key(connection)).await?;
     let record = stored.map(|s| ConnectionRecord::decode(&s.data)).transpose()?;
-    let (status, body) = match record {
+    let now = app.clock.now();
+    let (status, mut body) = match record {
         None => (
             StatusCode::NOT_FOUND,
             json!({
@@ -51,14 +76,6 @@ async fn inspect<S: Store>(app: &App<S>, request: &Request) -> Result<Response<B
         Some(ConnectionRecord::Active(tokens)) => {
             let access = tokens.access_valid_for(now);
             let refresh = tokens.refresh_valid_for(now);
-            let times = json!({
-                "access_token_expires_in": access.max(0),
-                "access_token_expires_at": tokens.access_expires_at,
-                "refresh_token_expires_in": refresh.max(0),
-                "refresh_token_expires_at": tokens.refresh_expires_at,
-                "issued_at": tokens.issued_at,
-                "scope": tokens.scope,
-            });
             let (status, mut body) = if refresh <= 0 {
                 (
                     StatusCode::NOT_FOUND,
@@ -73,11 +90,15 @@ async fn inspect<S: Store>(app: &App<S>, request: &Request) -> Result<Response<B
             } else {
                 (StatusCode::OK, json!({"status": "valid"}))
             };
-            if let (Some(body), Some(times)) = (body.as_object_mut(), times.as_object()) {
-                body.extend(times.clone());
-            }
+            body["access_token_expires_in"] = json!(access.max(0));
+            body["access_token_expires_at"] = json!(tokens.access_expires_at);
+            body["refresh_token_expires_in"] = json!(refresh.max(0));
+            body["refresh_token_expires_at"] = json!(tokens.refresh_expires_at);
+            body["issued_at"] = json!(tokens.issued_at);
+            body["scope"] = json!(tokens.scope);
             (status, body)
         }
     };
-    Ok(response::json(status, &body))
+    body["connection"] = json!(connection);
+    Ok((status, body))
 }

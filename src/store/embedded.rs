@@ -237,4 +237,26 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(RECORDS).map_err(unavailable)?;
+            let mut keys = Vec::new();
+            for entry in table.range(prefix.as_str()..).map_err(unavailable)? {
+                let (key, value) = entry.map_err(unavailable)?;
+                let key = key.value();
+                if !key.starts_with(prefix.as_str()) {
+                    break;
+                }
+                let value = value.value();
+                if value.len() >= HEADER && live(u64_at(value, 8)) {
+                    keys.push(key.to_owned());
+                }
+            }
+            Ok(keys)
+        })
+        .await
+    }
 }

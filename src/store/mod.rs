@@ -71,6 +71,9 @@ pub trait Store: Send + Sync {
 
     /// Deletes `key`; returns whether it existed.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every live record key that starts with `prefix`, in no particular order.
+    fn keys(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 }
 
 /// Either backend, chosen by configuration at start-up (local mode). The Lambda functions use
@@ -129,6 +132,13 @@ impl Store for AnyStore {
         match self {
             Self::Redis(store) => store.delete(key).await,
             Self::Embedded(store) => store.delete(key).await,
+        }
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::Redis(store) => store.keys(prefix).await,
+            Self::Embedded(store) => store.keys(prefix).await,
         }
     }
 }

@@ -185,4 +185,44 @@ impl Store for RedisStore {
         let deleted: i64 = connection.del(key).await.map_err(classify)?;
         Ok(deleted > 0)
     }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        // SCAN, not KEYS: it does not block a shared server while it walks the keyspace.
+        let pattern = format!("{}*", escape_glob(prefix));
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut connection)
+                .await
+                .map_err(classify)?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key twice when the keyspace is rehashed mid-walk.
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+}
+
+/// A prefix as a literal inside a Redis glob pattern.
+fn escape_glob(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

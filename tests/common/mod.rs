@@ -18,9 +18,10 @@ use std::{
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use token_broker::{
-    app::{App, DEFAULT_CONNECTION},
+    app::App,
     clock::ManualClock,
     config::{Config, StoreConfig},
+    connection::DEFAULT as DEFAULT_CONNECTION,
     record::{ConnectionRecord, TokenSet},
     routes::{self, Route},
     secret::Secret,
@@ -113,6 +114,29 @@ impl<S: Store> Harness<S> {
 
     pub fn tokens_key(&self) -> String {
         self.app.tokens_key(DEFAULT_CONNECTION)
+    }
+
+    /// From now on the app's metric lines are kept; the handle sees them.
+    pub fn capture_metrics(&mut self) -> Arc<std::sync::Mutex<Vec<String>>> {
+        let (metrics, lines) = token_broker::metrics::Metrics::capture();
+        self.app.metrics = metrics;
+        lines
+    }
+
+    /// Stores a pair for a named connection.
+    pub async fn seed_connection(&self, connection: &str, tokens: &TokenSet) {
+        let record = ConnectionRecord::Active(tokens.clone());
+        self.app
+            .store
+            .write(&self.app.tokens_key(connection), Expect::Any, &record.encode(), None)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    pub async fn stored_in(&self, connection: &str) -> Option<ConnectionRecord> {
+        let stored = self.app.store.load(&self.app.tokens_key(connection)).await.unwrap()?;
+        Some(ConnectionRecord::decode(&stored.data).unwrap())
     }
 
     pub fn lock_key(&self) -> String {
