@@ -11,7 +11,7 @@ TOOLS := target/tools-venv
 TOOLS_BIN := $(abspath $(TOOLS))/bin
 FUNCTIONS := login callback token verify revoke keepalive
 
-.PHONY: help serve keepalive test lint fmt build tools deploy watch invoke clean
+.PHONY: help serve keepalive test lint fmt build tools deploy watch invoke bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -61,6 +61,10 @@ FN ?= token
 EVENT ?= $(FN)
 invoke: tools ## Send events/$(EVENT).json to function $(FN) running under `make watch`
 	PATH="$(TOOLS_BIN):$$PATH" cargo lambda invoke --invoke-address 127.0.0.1 $(FN) --data-file events/$(EVENT).json && echo
+
+BENCH ?= full
+bench: ## Benchmark the functions against a hello-world (BENCH=short: quick check, no zips); see BENCHMARKS.md
+	BENCH=$(BENCH) FUNCTIONS="$(FUNCTIONS)" scripts/bench.sh
 
 clean: ## Remove build output
 	cargo clean

@@ -7,8 +7,11 @@ use thiserror::Error;
 use crate::{
     clock::{Clock, SystemClock},
     config::{Config, ConfigError, StoreConfig},
+    error::BrokerError,
     metrics::Metrics,
     provider::Provider,
+    record::{ConnectionRecord, DecodeError},
+    sealing::Sealer,
     store::{RedisStore, Store, StoreError},
 };
 
@@ -18,6 +21,8 @@ pub struct App<S> {
     pub provider: Provider,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
+    /// Encryption at rest; passes records through unchanged without `TOKEN_ENCRYPTION_KEY`.
+    pub sealer: Sealer,
 }
 
 #[derive(Debug, Error)]
@@ -60,17 +65,29 @@ impl<S: Store> App<S> {
         let provider = Provider::new(&config, tls).map_err(|e| InitError::Http(e.to_string()))?;
         // EMF lines become CloudWatch metrics on Lambda; in a terminal they would only be noise.
         let metrics = if on_lambda() { Metrics::stdout() } else { Metrics::off() };
+        let sealer = Sealer::new(&config.encryption_keys);
         Ok(Self {
             config,
             store,
             provider,
             clock,
             metrics,
+            sealer,
         })
     }
 
     pub fn tokens_key(&self, connection: &str) -> String {
         format!("{}:conn:{connection}:tokens", self.config.key_prefix)
+    }
+
+    /// A connection record as stored under `key`: encoded, and sealed when encryption is on.
+    pub fn seal_record(&self, key: &str, record: &ConnectionRecord) -> Result<Vec<u8>, BrokerError> {
+        self.sealer.seal(key, record.encode())
+    }
+
+    /// The connection record stored under `key`.
+    pub fn open_record(&self, key: &str, data: Vec<u8>) -> Result<ConnectionRecord, DecodeError> {
+        ConnectionRecord::decode(&self.sealer.open(key, data)?)
     }
 
     pub fn lock_key(&self, connection: &str) -> String {

@@ -6,7 +6,11 @@ use std::{path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
-use crate::secret::Secret;
+use crate::{
+    api_keys::{ApiKeys, parse_digest},
+    sealing::parse_key,
+    secret::Secret,
+};
 
 /// How the broker authenticates to the provider's token endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +37,10 @@ pub struct Config {
     pub oauth_state: Option<Secret>,
     /// How long a state issued by `/login` (and its PKCE verifier) stays redeemable.
     pub login_state_ttl: Duration,
-    pub api_key: Secret,
+    /// Every key clients may present (`API_KEY`, `API_KEYS`, `API_KEY_SHA256S`).
+    pub api_keys: ApiKeys,
+    /// Encryption at rest: the first key seals, all of them open. Empty: records are stored as is.
+    pub encryption_keys: Vec<Secret>,
     pub store: StoreConfig,
     pub token_auth_method: TokenAuthMethod,
     /// Lifetime assumed for a refresh token when the provider does not say.
@@ -88,6 +95,11 @@ impl Config {
             .iter()
             .copied()
             .filter(|name| *name != "OAUTH_STATE" || allow_static_state)
+            // Keys may come as a list or as digests instead.
+            .filter(|name| {
+                *name != "API_KEY"
+                    || (vars.optional("API_KEYS").is_none() && vars.optional("API_KEY_SHA256S").is_none())
+            })
             .filter(|name| vars.optional(name).is_none())
             .collect();
         if !missing.is_empty() {
@@ -143,7 +155,8 @@ impl Config {
                 None
             },
             login_state_ttl: vars.seconds("LOGIN_STATE_TTL", 600, 60..=3600)?,
-            api_key: Secret::new(vars.required("API_KEY")?),
+            api_keys: api_keys(&vars)?,
+            encryption_keys: encryption_keys(&vars)?,
             store,
             token_auth_method,
             refresh_token_ttl: vars.seconds("REFRESH_TOKEN_TTL", DEFAULT_REFRESH_TOKEN_TTL, 60..=10 * 365 * 86400)?,
@@ -170,6 +183,62 @@ pub const REQUIRED: [&str; 7] = [
     "OAUTH_STATE",
     "API_KEY",
 ];
+
+/// `API_KEY` plus the comma-separated `API_KEYS`, and the SHA-256 digests in `API_KEY_SHA256S`.
+fn api_keys<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<ApiKeys, ConfigError> {
+    let plain: Vec<String> = vars
+        .optional("API_KEY")
+        .into_iter()
+        .chain(
+            vars.optional("API_KEYS")
+                .iter()
+                .flat_map(|list| list.split(',').map(str::to_owned)),
+        )
+        .map(|key| key.trim().to_owned())
+        .filter(|key| !key.is_empty())
+        .collect();
+    let mut digests = Vec::new();
+    for digest in vars.optional("API_KEY_SHA256S").iter().flat_map(|list| list.split(',')) {
+        if digest.trim().is_empty() {
+            continue;
+        }
+        digests.push(parse_digest(digest).ok_or_else(|| {
+            invalid(
+                "API_KEY_SHA256S",
+                "must list SHA-256 digests as 64 hexadecimal characters",
+            )
+        })?);
+    }
+    let keys = ApiKeys::new(&plain.iter().map(String::as_str).collect::<Vec<_>>(), digests);
+    if keys.is_empty() {
+        return Err(ConfigError::Missing(vec!["API_KEY"]));
+    }
+    Ok(keys)
+}
+
+/// `TOKEN_ENCRYPTION_KEY` first (it seals), then the older keys of `TOKEN_ENCRYPTION_KEYS`.
+fn encryption_keys<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Vec<Secret>, ConfigError> {
+    let Some(current) = vars.optional("TOKEN_ENCRYPTION_KEY") else {
+        if vars.optional("TOKEN_ENCRYPTION_KEYS").is_some() {
+            return Err(invalid(
+                "TOKEN_ENCRYPTION_KEYS",
+                "lists old keys, which need TOKEN_ENCRYPTION_KEY (the current one) beside them",
+            ));
+        }
+        return Ok(Vec::new());
+    };
+    let mut keys = vec![parse_key(&current).map_err(|e| invalid("TOKEN_ENCRYPTION_KEY", &e.to_string()))?];
+    for old in vars
+        .optional("TOKEN_ENCRYPTION_KEYS")
+        .iter()
+        .flat_map(|list| list.split(','))
+    {
+        if !old.trim().is_empty() {
+            keys.push(parse_key(old).map_err(|e| invalid("TOKEN_ENCRYPTION_KEYS", &e.to_string()))?);
+        }
+    }
+    Ok(keys)
+}
 
 struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
 
@@ -278,6 +347,58 @@ mod tests {
             load(&vars).unwrap_err(),
             ConfigError::Invalid {
                 name: "ALLOW_STATIC_STATE",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn api_keys_may_come_as_a_list_or_as_digests() {
+        let mut vars = base();
+        vars.remove("API_KEY");
+        vars.insert("API_KEYS", "first-key, second-key");
+        let config = load(&vars).unwrap();
+        assert!(config.api_keys.matches("first-key") && config.api_keys.matches("second-key"));
+        vars.remove("API_KEYS");
+        // printf %s digest-key | sha256sum
+        vars.insert(
+            "API_KEY_SHA256S",
+            "A4E354D72CF17A12C79F61A2788800382E8F528AD4D34689E4C7FECC124615B8",
+        );
+        assert!(load(&vars).unwrap().api_keys.matches("digest-key"));
+        vars.insert("API_KEY_SHA256S", "not-a-digest");
+        assert!(matches!(
+            load(&vars).unwrap_err(),
+            ConfigError::Invalid {
+                name: "API_KEY_SHA256S",
+                ..
+            }
+        ));
+        vars.remove("API_KEY_SHA256S");
+        assert_eq!(load(&vars).unwrap_err(), ConfigError::Missing(vec!["API_KEY"]));
+    }
+
+    #[test]
+    fn encryption_keys_are_validated_and_ordered_current_first() {
+        let mut vars = base();
+        assert!(load(&vars).unwrap().encryption_keys.is_empty());
+        vars.insert("TOKEN_ENCRYPTION_KEYS", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        assert!(matches!(
+            load(&vars).unwrap_err(),
+            ConfigError::Invalid {
+                name: "TOKEN_ENCRYPTION_KEYS",
+                ..
+            }
+        ));
+        vars.insert("TOKEN_ENCRYPTION_KEY", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=");
+        let keys = load(&vars).unwrap().encryption_keys;
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].expose(), "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=");
+        vars.insert("TOKEN_ENCRYPTION_KEY", "c2hvcnQ=");
+        assert!(matches!(
+            load(&vars).unwrap_err(),
+            ConfigError::Invalid {
+                name: "TOKEN_ENCRYPTION_KEY",
                 ..
             }
         ));

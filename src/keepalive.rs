@@ -79,7 +79,7 @@ async fn keep_alive<S: Store>(app: &App<S>, name: &str) -> ConnectionReport {
         }
         Err(error) => return failed(error.into()),
     };
-    let tokens = match ConnectionRecord::decode(&stored.data) {
+    let tokens = match app.open_record(&app.tokens_key(name), stored.data) {
         Ok(ConnectionRecord::Active(tokens)) => tokens,
         Ok(ConnectionRecord::ReauthorizationRequired { reason, .. }) => {
             return ConnectionReport::new(name, "reauthorization_required", None, Some(reason));

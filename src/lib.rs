@@ -3,6 +3,7 @@
 //! The library holds all logic; each binary in `src/bin/` is one Lambda function serving one
 //! route through [`lambda::run`].
 
+pub mod api_keys;
 pub mod app;
 pub mod clock;
 pub mod config;
@@ -22,5 +23,6 @@ pub mod refresh;
 pub mod request;
 pub mod response;
 pub mod routes;
+pub mod sealing;
 pub mod secret;
 pub mod store;

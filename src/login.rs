@@ -57,10 +57,13 @@ pub async fn start<S: Store>(app: &App<S>, connection: &str) -> Result<Started, 
         connection: connection.to_owned(),
         issued_at: now,
     };
-    let record = serde_json::to_vec(&pending).expect("a pending login always serializes");
-    app.store
-        .write(&state_key(app, &state), Expect::Any, &record, ttl(lifetime))
-        .await?;
+    let key = state_key(app, &state);
+    // The verifier is a secret too: sealed like the tokens when encryption is on.
+    let record = app.sealer.seal(
+        &key,
+        serde_json::to_vec(&pending).expect("a pending login always serializes"),
+    )?;
+    app.store.write(&key, Expect::Any, &record, ttl(lifetime)).await?;
     let mut url = reqwest::Url::parse(&app.config.authorize_url).expect("AUTHORIZE_URL was validated at start-up");
     {
         let mut query = url.query_pairs_mut();
@@ -98,11 +101,13 @@ pub async fn redeem<S: Store>(app: &App<S>, state: &str) -> Result<Option<Pendin
     {
         return Ok(None);
     }
-    let Some(taken) = app.store.take(&state_key(app, state)).await? else {
+    let key = state_key(app, state);
+    let Some(taken) = app.store.take(&key).await? else {
         return Ok(None);
     };
+    let taken = app.sealer.open(&key, taken.data)?;
     let pending: PendingLogin =
-        serde_json::from_slice(&taken.data).map_err(|_| BrokerError::Internal("a stored login state is unreadable"))?;
+        serde_json::from_slice(&taken).map_err(|_| BrokerError::Internal("a stored login state is unreadable"))?;
     // The store's expiry is coarse on some backends; the issue time is authoritative.
     let age = app.clock.now() - pending.issued_at;
     if age > app.config.login_state_ttl.as_secs() as i64 {

@@ -103,6 +103,12 @@ struct Envelope {
 #[error("stored record is unreadable: {0}")]
 pub struct DecodeError(String);
 
+impl DecodeError {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
+
 impl ConnectionRecord {
     pub fn encode(&self) -> Vec<u8> {
         let envelope = Envelope {

@@ -75,7 +75,7 @@ pub async fn load_active<S: Store>(app: &App<S>, key: &str) -> Result<(u64, Toke
             reason: "no tokens are stored yet".to_owned(),
         });
     };
-    match ConnectionRecord::decode(&stored.data)? {
+    match app.open_record(key, stored.data)? {
         ConnectionRecord::Active(tokens) => Ok((stored.generation, tokens)),
         ConnectionRecord::ReauthorizationRequired { reason, .. } => {
             Err(BrokerError::ReauthorizationRequired { reason })
@@ -204,7 +204,7 @@ async fn refresh_locked<S: Store>(
             };
             let written = app
                 .store
-                .write(key, Expect::Generation(generation), &mark.encode(), None)
+                .write(key, Expect::Generation(generation), &app.seal_record(key, &mark)?, None)
                 .await?;
             let Some(written) = written else {
                 return Ok(None);
@@ -226,7 +226,7 @@ async fn refresh_locked<S: Store>(
 async fn store_refreshed<S: Store>(attempt: &Attempt<'_, S>, next: &TokenSet) -> Result<(), BrokerError> {
     let (app, key) = (attempt.app, attempt.key);
     let now = app.clock.now();
-    let record = ConnectionRecord::Active(next.clone()).encode();
+    let record = app.seal_record(key, &ConnectionRecord::Active(next.clone()))?;
     let ttl = ttl(next.refresh_valid_for(now));
     if let Some(written) = app
         .store
@@ -242,7 +242,7 @@ async fn store_refreshed<S: Store>(attempt: &Attempt<'_, S>, next: &TokenSet) ->
     // newest refresh token and must replace the mark, or the connection would die needlessly.
     if let Some(stored) = app.store.load(key).await?
         && matches!(
-            ConnectionRecord::decode(&stored.data),
+            app.open_record(key, stored.data.clone()),
             Ok(ConnectionRecord::ReauthorizationRequired { .. })
         )
         && let Some(written) = app

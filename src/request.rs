@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use lambda_http::{Request, http::header};
 
-use crate::{error::BrokerError, secret::Secret};
+use crate::{api_keys::ApiKeys, error::BrokerError};
 
 /// Well above any legitimate callback (a code plus a state) and small enough to refuse abuse.
 const MAX_QUERY_BYTES: usize = 4096;
@@ -91,13 +91,13 @@ pub fn require_method(request: &Request, allowed: &'static str) -> Result<(), Br
 
 /// Checks the API key of a headless client. A key in the URL is refused before anything else,
 /// even if it is right: the URL is already in some access log, and the client must learn that.
-pub fn authenticate(request: &Request, query: &Query, api_key: &Secret) -> Result<(), BrokerError> {
+pub fn authenticate(request: &Request, query: &Query, api_keys: &ApiKeys) -> Result<(), BrokerError> {
     if query.has_key_parameter() {
         return Err(BrokerError::KeyInQuery);
     }
     let presented = presented_key(request);
     match presented {
-        Some(key) if api_key.matches(key) => Ok(()),
+        Some(key) if api_keys.matches(key) => Ok(()),
         Some(_) => Err(BrokerError::Unauthorized { key_presented: true }),
         None => Err(BrokerError::Unauthorized { key_presented: false }),
     }
@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn api_key_is_read_from_either_header() {
-        let key = Secret::new("k");
+        let key = ApiKeys::new(&["k"], vec![]);
         let none = Query::default();
         assert!(authenticate(&request("/token", &[("authorization", "Bearer k")]), &none, &key).is_ok());
         assert!(authenticate(&request("/token", &[("authorization", "bearer  k ")]), &none, &key).is_ok());

@@ -4,11 +4,7 @@
 mod common;
 
 use common::*;
-use token_broker::{
-    record::ConnectionRecord,
-    routes::Route,
-    store::{Expect, Store},
-};
+use token_broker::{record::ConnectionRecord, routes::Route};
 use wiremock::{Mock, ResponseTemplate, matchers};
 
 #[tokio::test]
@@ -240,11 +236,7 @@ async fn a_new_login_replaces_a_reauthorization_mark() {
         reason: "invalid_grant".into(),
         since: START,
     };
-    h.app
-        .store
-        .write(&h.tokens_key(), Expect::Any, &mark.encode(), None)
-        .await
-        .unwrap();
+    h.put(&mark).await;
     provider_answers(
         &h.provider,
         ResponseTemplate::new(200).set_body_json(grant_body("a2", "r2")),

@@ -126,11 +126,7 @@ async fn a_reauthorization_mark_is_cleared_without_calling_the_provider() {
         reason: "invalid_grant".into(),
         since: START,
     };
-    h.app
-        .store
-        .write(&h.tokens_key(), Expect::Any, &mark.encode(), None)
-        .await
-        .unwrap();
+    h.put(&mark).await;
 
     assert_eq!(h.call(Route::Revoke, "revoke").await.status, 200);
     assert!(h.stored().await.is_none());

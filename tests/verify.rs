@@ -4,11 +4,7 @@
 mod common;
 
 use common::*;
-use token_broker::{
-    record::ConnectionRecord,
-    routes::Route,
-    store::{Expect, Store},
-};
+use token_broker::{record::ConnectionRecord, routes::Route};
 
 #[tokio::test]
 async fn both_tokens_valid_is_200_with_seconds_left() {
@@ -71,11 +67,7 @@ async fn a_rejected_refresh_token_is_404_with_the_reason() {
         reason: "the provider rejected the refresh token (invalid_grant)".into(),
         since: START - 60,
     };
-    h.app
-        .store
-        .write(&h.tokens_key(), Expect::Any, &mark.encode(), None)
-        .await
-        .unwrap();
+    h.put(&mark).await;
 
     let reply = h.call(Route::Verify, "verify").await;
 

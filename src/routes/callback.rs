@@ -87,14 +87,10 @@ async fn authorize<S: Store>(app: &App<S>, request: &Request) -> Result<(String,
             })
         })?;
     // A fresh authorization replaces whatever was there, including a re-authorization mark.
-    let record = ConnectionRecord::Active(tokens.clone());
+    let key = app.tokens_key(&connection);
+    let record = app.seal_record(&key, &ConnectionRecord::Active(tokens.clone()))?;
     app.store
-        .write(
-            &app.tokens_key(&connection),
-            Expect::Any,
-            &record.encode(),
-            ttl(tokens.refresh_valid_for(now)),
-        )
+        .write(&key, Expect::Any, &record, ttl(tokens.refresh_valid_for(now)))
         .await?;
     Ok((connection, tokens))
 }

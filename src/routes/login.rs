@@ -50,7 +50,7 @@ fn authorize_origin<S>(app: &App<S>) -> String {
 
 async fn start_json<S: Store>(app: &App<S>, request: &Request) -> Result<Response<Body>, BrokerError> {
     let query = Query::parse(request)?;
-    request::authenticate(request, &query, &app.config.api_key)?;
+    request::authenticate(request, &query, &app.config.api_keys)?;
     let connection = connection::from_query(&query)?;
     let started = login::start(app, &connection).await?;
     tracing::info!(connection, expires_at = started.expires_at, "login started");
@@ -72,7 +72,7 @@ async fn submit<S: Store>(app: &App<S>, request: &Request) -> Response<Body> {
     };
     let key_ok = form_data
         .get("api_key")
-        .is_some_and(|key| app.config.api_key.matches(key.trim()));
+        .is_some_and(|key| app.config.api_keys.matches(key.trim()));
     if !key_ok {
         tracing::info!(status = 401, "login refused: wrong API key");
         return form(

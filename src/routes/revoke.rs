@@ -28,7 +28,7 @@ pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body>
 async fn revoke<S: Store>(app: &App<S>, request: &Request) -> Result<Response<Body>, BrokerError> {
     request::require_method(request, "POST")?;
     let query = Query::parse(request)?;
-    request::authenticate(request, &query, &app.config.api_key)?;
+    request::authenticate(request, &query, &app.config.api_keys)?;
     let force = match query.get("force") {
         None | Some("false") => false,
         Some("true") => true,
@@ -43,7 +43,7 @@ async fn revoke<S: Store>(app: &App<S>, request: &Request) -> Result<Response<Bo
         ));
     };
     // An unreadable record is deleted only on request: it may be the last copy of a live grant.
-    let record = match ConnectionRecord::decode(&stored.data) {
+    let record = match app.open_record(&key, stored.data) {
         Ok(record) => Some(record),
         Err(_) if force => None,
         Err(error) => return Err(error.into()),

@@ -24,7 +24,7 @@ pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body>
 async fn serve<S: Store>(app: &App<S>, request: &Request) -> Result<Response<Body>, BrokerError> {
     request::require_method(request, "GET")?;
     let query = Query::parse(request)?;
-    request::authenticate(request, &query, &app.config.api_key)?;
+    request::authenticate(request, &query, &app.config.api_keys)?;
     let connection = connection::from_query(&query)?;
     let min_ttl = min_ttl(&query)?;
     let skew = app.config.refresh_skew.as_secs() as i64;

@@ -28,7 +28,7 @@ pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body>
 async fn inspect<S: Store>(app: &App<S>, request: &Request) -> Result<Response<Body>, BrokerError> {
     request::require_method(request, "GET")?;
     let query = Query::parse(request)?;
-    request::authenticate(request, &query, &app.config.api_key)?;
+    request::authenticate(request, &query, &app.config.api_keys)?;
     let named = query.get("connection").is_some();
     let connection = connection::from_query(&query)?;
     let (status, mut body) = health(app, &connection).await?;
@@ -51,8 +51,9 @@ async fn inspect<S: Store>(app: &App<S>, request: &Request) -> Result<Response<B
 
 /// The status code and body `/verify` gives for one connection.
 pub async fn health<S: Store>(app: &App<S>, connection: &str) -> Result<(StatusCode, Value), BrokerError> {
-    let stored = app.store.load(&app.tokens_key(connection)).await?;
-    let record = stored.map(|s| ConnectionRecord::decode(&s.data)).transpose()?;
+    let key = app.tokens_key(connection);
+    let stored = app.store.load(&key).await?;
+    let record = stored.map(|s| app.open_record(&key, s.data)).transpose()?;
     let now = app.clock.now();
     let (status, mut body) = match record {
         None => (

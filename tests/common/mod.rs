@@ -125,18 +125,29 @@ impl<S: Store> Harness<S> {
 
     /// Stores a pair for a named connection.
     pub async fn seed_connection(&self, connection: &str, tokens: &TokenSet) {
-        let record = ConnectionRecord::Active(tokens.clone());
+        self.put_in(connection, &ConnectionRecord::Active(tokens.clone())).await;
+    }
+
+    /// Stores `record` for a connection as the broker would (sealed when encryption is on).
+    pub async fn put_in(&self, connection: &str, record: &ConnectionRecord) -> u64 {
+        let key = self.app.tokens_key(connection);
+        let sealed = self.app.seal_record(&key, record).unwrap();
         self.app
             .store
-            .write(&self.app.tokens_key(connection), Expect::Any, &record.encode(), None)
+            .write(&key, Expect::Any, &sealed, None)
             .await
             .unwrap()
-            .unwrap();
+            .unwrap()
+    }
+
+    pub async fn put(&self, record: &ConnectionRecord) -> u64 {
+        self.put_in(DEFAULT_CONNECTION, record).await
     }
 
     pub async fn stored_in(&self, connection: &str) -> Option<ConnectionRecord> {
         let stored = self.app.store.load(&self.app.tokens_key(connection)).await.unwrap()?;
-        Some(ConnectionRecord::decode(&stored.data).unwrap())
+        let key = self.app.tokens_key(connection);
+        Some(self.app.open_record(&key, stored.data).unwrap())
     }
 
     pub fn lock_key(&self) -> String {
@@ -145,18 +156,15 @@ impl<S: Store> Harness<S> {
 
     /// Stores a pair as a completed login would, bypassing the provider.
     pub async fn seed(&self, tokens: &TokenSet) -> u64 {
-        let record = ConnectionRecord::Active(tokens.clone());
-        self.app
-            .store
-            .write(&self.tokens_key(), Expect::Any, &record.encode(), None)
-            .await
-            .unwrap()
-            .unwrap()
+        self.put(&ConnectionRecord::Active(tokens.clone())).await
     }
 
     pub async fn stored(&self) -> Option<(u64, ConnectionRecord)> {
         let stored = self.app.store.load(&self.tokens_key()).await.unwrap()?;
-        Some((stored.generation, ConnectionRecord::decode(&stored.data).unwrap()))
+        Some((
+            stored.generation,
+            self.app.open_record(&self.tokens_key(), stored.data).unwrap(),
+        ))
     }
 
     pub async fn stored_tokens(&self) -> TokenSet {
