@@ -37,6 +37,9 @@ pub struct Config {
     pub oauth_state: Option<Secret>,
     /// How long a state issued by `/login` (and its PKCE verifier) stays redeemable.
     pub login_state_ttl: Duration,
+    /// The provider's issuer identifier; when set, `/callback` requires a matching `iss`
+    /// (RFC 9207), which defeats mix-up attacks.
+    pub issuer: Option<String>,
     /// Every key clients may present (`API_KEY`, `API_KEYS`, `API_KEY_SHA256S`).
     pub api_keys: ApiKeys,
     /// Encryption at rest: the first key seals, all of them open. Empty: records are stored as is.
@@ -155,6 +158,7 @@ impl Config {
                 None
             },
             login_state_ttl: vars.seconds("LOGIN_STATE_TTL", 600, 60..=3600)?,
+            issuer: vars.optional("ISSUER"),
             api_keys: api_keys(&vars)?,
             encryption_keys: encryption_keys(&vars)?,
             store,

@@ -27,6 +27,8 @@ pub enum BrokerError {
     Unauthorized { key_presented: bool },
     #[error("state does not match")]
     InvalidState,
+    #[error("iss does not match ISSUER")]
+    InvalidIssuer,
     /// The provider redirected the browser back with an error instead of a code.
     #[error("authorization failed at the provider: {error}")]
     AuthorizationDenied { error: String, description: Option<String> },
@@ -132,6 +134,11 @@ impl BrokerError {
                 StatusCode::FORBIDDEN,
                 "invalid_state",
                 "the state parameter does not match; start the login again".to_owned(),
+            ),
+            Self::InvalidIssuer => reply(
+                StatusCode::FORBIDDEN,
+                "invalid_issuer",
+                "the authorization response does not come from the configured issuer (RFC 9207)".to_owned(),
             ),
             Self::AuthorizationDenied { error, description } => reply(
                 StatusCode::BAD_REQUEST,

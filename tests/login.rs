@@ -218,3 +218,33 @@ async fn an_error_redirect_with_a_one_time_state_shows_the_escaped_description_a
     let replay = h.call_request(Route::Callback, callback_with(&state)).await;
     assert_eq!(replay.status, 403);
 }
+
+#[tokio::test]
+async fn with_an_issuer_configured_the_callback_requires_a_matching_iss() {
+    let h = Harness::with(&[("ISSUER", "https://provider.example")]).await;
+    provider_answers(
+        &h.provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("a", "r")),
+    )
+    .await;
+
+    for iss in ["", "&iss=https%3A%2F%2Fevil.example"] {
+        let state = start_login(&h).await["state"].clone();
+        let query = format!("code=c&state={state}{iss}");
+        let reply = h
+            .call_request(Route::Callback, event_with_query("callback", &query))
+            .await;
+        assert_eq!(reply.status, 403, "{iss}");
+        assert!(reply.body.contains("invalid_issuer"));
+    }
+    assert!(h.token_requests().await.is_empty());
+
+    let state = start_login(&h).await["state"].clone();
+    let query = format!("code=c&state={state}&iss=https%3A%2F%2Fprovider.example");
+    assert_eq!(
+        h.call_request(Route::Callback, event_with_query("callback", &query))
+            .await
+            .status,
+        200
+    );
+}

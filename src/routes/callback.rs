@@ -67,6 +67,11 @@ async fn authorize<S: Store>(app: &App<S>, request: &Request) -> Result<(String,
     }
     query.require("state")?;
     let code = Secret::new(query.require("code")?);
+    if let Some(issuer) = &app.config.issuer
+        && query.get("iss") != Some(issuer.as_str())
+    {
+        return Err(BrokerError::InvalidIssuer);
+    }
     let (verifier, connection) = match state {
         State::Invalid => return Err(BrokerError::InvalidState),
         State::Static => {
