@@ -5,6 +5,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::{
+    aws_secrets,
     clock::{Clock, SystemClock},
     config::{Config, ConfigError, StoreConfig},
     error::BrokerError,
@@ -35,6 +36,8 @@ pub enum InitError {
     Http(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("reading the secrets from Secrets Manager failed: {0}")]
+    Secrets(#[from] aws_secrets::SecretsError),
     #[error(
         "REDIS_URL is not set; it is required on AWS Lambda, where the embedded store cannot work \
          (each instance would hold its own tokens)"
@@ -47,10 +50,24 @@ pub fn on_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() || std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
 }
 
+/// Where configuration variables come from.
+type Lookup = dyn Fn(&str) -> Option<String>;
+
 impl App<RedisStore> {
-    /// The Lambda functions' start-up: configuration from the environment, Redis as the store.
-    pub fn from_env() -> Result<Self, InitError> {
-        let config = Config::from_env()?;
+    /// The Lambda functions' start-up: configuration from the environment (completed from the
+    /// Secrets Manager secret named by `SECRETS_ARN`, if any), Redis as the store.
+    pub async fn from_env() -> Result<Self, InitError> {
+        let env = |name: &str| std::env::var(name).ok();
+        // One boxed lookup instead of two instances of the generic loader: smaller binary.
+        let lookup: Box<Lookup> = match env(aws_secrets::ARN_VAR).filter(|arn| !arn.trim().is_empty()) {
+            None => Box::new(env),
+            Some(arn) => {
+                let http = aws_secrets::client(tls_config()?).map_err(|e| InitError::Http(e.to_string()))?;
+                let secrets = aws_secrets::fetch(&arn, &http, &env).await?;
+                Box::new(aws_secrets::env_then(secrets, env))
+            }
+        };
+        let config = Config::from_lookup(lookup)?;
         let StoreConfig::Redis { url } = &config.store else {
             return Err(InitError::EmbeddedStoreOnLambda);
         };

@@ -2,7 +2,8 @@
 
 use std::{convert::Infallible, future::Future};
 
-use lambda_http::{Error, LambdaEvent, Request, lambda_runtime, service_fn};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use lambda_http::{Adapter, Error, LambdaEvent, Request, Service, lambda_runtime, request::LambdaRequest, service_fn};
 use serde_json::{Value, json};
 
 use crate::{app::App, keepalive, logging, routes, store::RedisStore};
@@ -10,11 +11,55 @@ use crate::{app::App, keepalive, logging, routes, store::RedisStore};
 /// Serves `route` for every invocation of an HTTP function.
 pub fn run(route: routes::Route) -> Result<(), Error> {
     with_app(|app| async move {
-        lambda_http::run(service_fn(move |request: Request| async move {
+        let mut handler = Adapter::from(service_fn(move |request: Request| async move {
             Ok::<_, Infallible>(routes::handle(app, route, request).await)
-        }))
-        .await
+        }));
+        lambda_runtime::run(service_fn(move |event| handler.call(sanitize(event)))).await
     })
+}
+
+/// Repairs what lambda_http cannot turn into a request without panicking (it builds a URI from
+/// the raw query, the Host and X-Forwarded-Proto headers, and decodes base64 bodies with
+/// `expect`). API Gateway can pass such bytes through from any client, and a panic would end the
+/// whole instance, since release builds abort on panic. Public for the tests and fuzz targets.
+pub fn sanitize(mut event: LambdaEvent<LambdaRequest>) -> LambdaEvent<LambdaRequest> {
+    if let LambdaRequest::ApiGatewayV2(request) = &mut event.payload {
+        if let Some(query) = request.raw_query_string.as_mut()
+            && (format!("/?{query}").parse::<lambda_http::http::Uri>().is_err() || query.contains('#'))
+        {
+            // Percent-encode what a URI cannot hold; the broker's strict query parser then
+            // decides whether the result means anything.
+            let mut repaired = String::with_capacity(query.len());
+            for c in query.chars() {
+                if c.is_ascii_control()
+                    || matches!(c, ' ' | '"' | '<' | '>' | '#' | '\\' | '^' | '`' | '{' | '|' | '}')
+                    || !c.is_ascii()
+                {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        repaired.push_str(&format!("%{b:02X}"));
+                    }
+                } else {
+                    repaired.push(c);
+                }
+            }
+            *query = repaired;
+        }
+        // Only lambda_http's URI uses these; without them it falls back to the request context's
+        // domain name and https, which API Gateway always sets.
+        request.headers.remove("host");
+        request.headers.remove("x-forwarded-proto");
+        if request.is_base64_encoded
+            && request
+                .body
+                .as_deref()
+                .is_some_and(|body| STANDARD.decode(body).is_err())
+        {
+            request.body = None;
+            request.is_base64_encoded = false;
+        }
+    }
+    event
 }
 
 /// The scheduled keep-alive function: each invocation (an EventBridge event, whatever its
@@ -45,7 +90,9 @@ where
     // about half the CPU per call of the multi-threaded one.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let app = App::from_env().inspect_err(|error| tracing::error!(%error, "initialization failed"))?;
+        let app = App::from_env()
+            .await
+            .inspect_err(|error| tracing::error!(%error, "initialization failed"))?;
         // The state lives as long as the process, which serves until Lambda shuts it down.
         let app: &'static App<RedisStore> = Box::leak(Box::new(app));
         serve(app).await

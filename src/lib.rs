@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod app;
+pub mod aws_secrets;
 pub mod clock;
 pub mod config;
 pub mod connection;
@@ -25,4 +26,5 @@ pub mod response;
 pub mod routes;
 pub mod sealing;
 pub mod secret;
+pub mod sigv4;
 pub mod store;

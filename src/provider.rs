@@ -117,7 +117,12 @@ impl Provider {
             params.push(("code_verifier", verifier.expose()));
         }
         let answer = self.post(&self.token_url, &params).await?;
-        parse_response(answer.status, answer.retry_after, &answer.body)
+        let sent = [
+            code.expose(),
+            code_verifier.map_or("", Secret::expose),
+            self.client_secret.expose(),
+        ];
+        parse_grant(answer.status, answer.retry_after, &answer.body, &sent)
     }
 
     /// RFC 6749 §6.
@@ -127,7 +132,8 @@ impl Provider {
             ("refresh_token", refresh_token.expose()),
         ];
         let answer = self.post(&self.token_url, &params).await?;
-        parse_response(answer.status, answer.retry_after, &answer.body)
+        let sent = [refresh_token.expose(), self.client_secret.expose()];
+        parse_grant(answer.status, answer.retry_after, &answer.body, &sent)
     }
 
     pub fn can_revoke(&self) -> bool {
@@ -146,7 +152,8 @@ impl Provider {
         if answer.status.is_success() {
             return Ok(true);
         }
-        Err(failure(answer.status, answer.retry_after, &answer.body))
+        let sent = [refresh_token.expose(), self.client_secret.expose()];
+        Err(failure(answer.status, answer.retry_after, &answer.body, &sent))
     }
 
     /// POSTs a form with the client's credentials to one of the provider's endpoints.
@@ -250,8 +257,19 @@ struct RawError {
 
 /// Parses a token endpoint answer. Public for the fuzz and unit tests: it must never panic.
 pub fn parse_response(status: StatusCode, retry_after: Option<u64>, body: &[u8]) -> Result<Grant, ProviderError> {
+    parse_grant(status, retry_after, body, &[])
+}
+
+/// `sent`: the secrets the request carried, which a provider's error text must not carry back
+/// into our answers and logs.
+fn parse_grant(
+    status: StatusCode,
+    retry_after: Option<u64>,
+    body: &[u8],
+    sent: &[&str],
+) -> Result<Grant, ProviderError> {
     if !status.is_success() {
-        return Err(failure(status, retry_after, body));
+        return Err(failure(status, retry_after, body, sent));
     }
     let malformed = |detail: &str| ProviderError::Malformed {
         status: status.as_u16(),
@@ -280,7 +298,7 @@ pub fn parse_response(status: StatusCode, retry_after: Option<u64>, body: &[u8])
 }
 
 /// What a non-2xx answer means.
-fn failure(status: StatusCode, retry_after: Option<u64>, body: &[u8]) -> ProviderError {
+fn failure(status: StatusCode, retry_after: Option<u64>, body: &[u8], sent: &[&str]) -> ProviderError {
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         return ProviderError::Unavailable {
             outage: Outage::Status(status.as_u16()),
@@ -292,8 +310,9 @@ fn failure(status: StatusCode, retry_after: Option<u64>, body: &[u8]) -> Provide
     match serde_json::from_slice::<RawError>(body) {
         Ok(raw) => ProviderError::Refused {
             status: status.as_u16(),
-            error: printable(&raw.error, 64),
-            description: raw.error_description.map(|d| printable(&d, 256)),
+            // Scrubbed before shortening, so no prefix of a secret survives the cut.
+            error: printable(&scrub(&raw.error, sent), 64),
+            description: raw.error_description.map(|d| printable(&scrub(&d, sent), 256)),
         },
         Err(_) => ProviderError::Malformed {
             status: status.as_u16(),
@@ -311,6 +330,13 @@ fn lifetime(value: Option<&Seconds>) -> Option<Option<i64>> {
             .filter(|s| (1..=MAX_LIFETIME_SECS).contains(s))
             .map(Some),
     }
+}
+
+/// Some providers quote the offending token or secret in their error text.
+fn scrub(text: &str, sent: &[&str]) -> String {
+    sent.iter()
+        .filter(|secret| secret.len() >= 4)
+        .fold(text.to_owned(), |text, secret| text.replace(secret, "[redacted]"))
 }
 
 /// Provider-supplied text ends up in our answers and logs: keep it short and printable.
@@ -383,6 +409,17 @@ mod tests {
         ));
         let error = parse_response(StatusCode::BAD_GATEWAY, None, br#"{"error":"invalid_grant"}"#).unwrap_err();
         assert!(!error.is_invalid_grant());
+    }
+
+    #[test]
+    fn secrets_quoted_in_provider_errors_are_scrubbed() {
+        let body = br#"{"error":"invalid_grant","error_description":"refresh token rt-SECRET-123 was used twice"}"#;
+        match parse_grant(StatusCode::BAD_REQUEST, None, body, &["rt-SECRET-123", "client-secret"]).unwrap_err() {
+            ProviderError::Refused { description, .. } => {
+                assert_eq!(description.unwrap(), "refresh token [redacted] was used twice");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -10,7 +10,16 @@ use crate::{api_keys::ApiKeys, error::BrokerError};
 const MAX_QUERY_BYTES: usize = 4096;
 
 /// Query parameter names that look like someone put a key into a URL.
-const KEY_PARAMETERS: &[&str] = &["api_key", "apikey", "key", "x-api-key", "x_api_key"];
+const KEY_PARAMETERS: &[&str] = &[
+    "api_key",
+    "api-key",
+    "apikey",
+    "key",
+    "x-api-key",
+    "x_api_key",
+    "access_token",
+    "token",
+];
 
 /// A parsed query string in which every name occurs at most once.
 #[derive(Debug, Default)]
@@ -43,20 +52,25 @@ impl Query {
                 "the {what} is longer than {MAX_QUERY_BYTES} bytes"
             )));
         }
-        let text =
-            std::str::from_utf8(raw).map_err(|_| BrokerError::BadRequest(format!("the {what} is not valid UTF-8")))?;
         let mut params = HashMap::new();
-        for (name, value) in form_urlencoded::parse(raw) {
-            // form_urlencoded decodes invalid UTF-8 to U+FFFD; a replacement character that the
-            // raw text does not spell out means the client sent bytes that are not text.
-            if (name.contains('\u{FFFD}') || value.contains('\u{FFFD}')) && !text.contains('\u{FFFD}') {
-                return Err(BrokerError::BadRequest(format!("the {what} is not valid UTF-8")));
-            }
+        for pair in raw.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &b""[..]),
+            };
+            let malformed = || {
+                BrokerError::BadRequest(format!(
+                    "the {what} has invalid percent-encoding, is not UTF-8, or contains control characters"
+                ))
+            };
+            let name = decode_component(name).ok_or_else(malformed)?;
+            let value = decode_component(value).ok_or_else(malformed)?;
             // Two values for one name have no single meaning, and picking one would let a
             // proxy and the broker read different requests.
-            if params.insert(name.to_string(), value.to_string()).is_some() {
+            if params.contains_key(&name) {
                 return Err(BrokerError::BadRequest(format!("the parameter {name:?} is repeated")));
             }
+            params.insert(name, value);
         }
         Ok(Self(params))
     }
@@ -72,11 +86,35 @@ impl Query {
             .ok_or_else(|| BrokerError::BadRequest(format!("the parameter {name:?} is missing")))
     }
 
-    fn has_key_parameter(&self) -> bool {
+    /// A parameter named like a key, or any value that is one of the keys.
+    fn carries_key(&self, api_keys: &ApiKeys) -> bool {
         self.0
             .keys()
             .any(|name| KEY_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()))
+            || self.0.values().any(|value| api_keys.matches(value))
     }
+}
+
+/// Strict `application/x-www-form-urlencoded` decoding of one name or value: `+` is a space,
+/// `%XX` a byte, and anything else a percent sign cannot start is refused rather than read
+/// literally, as are bytes that are not UTF-8 and control characters (a code or state never
+/// holds one; passing them on would only confuse the provider or a log).
+fn decode_component(raw: &[u8]) -> Option<String> {
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut rest = raw.iter();
+    while let Some(&byte) = rest.next() {
+        bytes.push(match byte {
+            b'+' => b' ',
+            b'%' => {
+                let high = (*rest.next()? as char).to_digit(16)?;
+                let low = (*rest.next()? as char).to_digit(16)?;
+                (high * 16 + low) as u8
+            }
+            byte => byte,
+        });
+    }
+    let text = String::from_utf8(bytes).ok()?;
+    (!text.chars().any(char::is_control)).then_some(text)
 }
 
 /// Refuses any method but those in `allowed` (e.g. `"GET, POST"`, as the `Allow` header lists
@@ -92,11 +130,10 @@ pub fn require_method(request: &Request, allowed: &'static str) -> Result<(), Br
 /// Checks the API key of a headless client. A key in the URL is refused before anything else,
 /// even if it is right: the URL is already in some access log, and the client must learn that.
 pub fn authenticate(request: &Request, query: &Query, api_keys: &ApiKeys) -> Result<(), BrokerError> {
-    if query.has_key_parameter() {
+    if query.carries_key(api_keys) {
         return Err(BrokerError::KeyInQuery);
     }
-    let presented = presented_key(request);
-    match presented {
+    match presented_key(request)? {
         Some(key) if api_keys.matches(key) => Ok(()),
         Some(_) => Err(BrokerError::Unauthorized { key_presented: true }),
         None => Err(BrokerError::Unauthorized { key_presented: false }),
@@ -105,17 +142,36 @@ pub fn authenticate(request: &Request, query: &Query, api_keys: &ApiKeys) -> Res
 
 /// Whether the request carries an API key header at all (right or wrong).
 pub fn has_key(request: &Request) -> bool {
-    presented_key(request).is_some()
+    !matches!(presented_key(request), Ok(None))
 }
 
-fn presented_key(request: &Request) -> Option<&str> {
+/// The key in `X-API-Key` or `Authorization: Bearer`. Several headers are fine if they agree;
+/// different keys in one request are refused, since a proxy and the broker might each pick a
+/// different one.
+fn presented_key(request: &Request) -> Result<Option<&str>, BrokerError> {
     let headers = request.headers();
-    if let Some(value) = headers.get("x-api-key") {
-        return value.to_str().ok().map(str::trim);
+    // A header that is not text still counts as a key presented (and wrong).
+    let api_keys = headers
+        .get_all("x-api-key")
+        .iter()
+        .map(|value| value.to_str().map(str::trim).unwrap_or("\u{0}"));
+    let bearers = headers.get_all(header::AUTHORIZATION).iter().filter_map(|value| {
+        let (scheme, key) = value.to_str().unwrap_or("Bearer \u{0}").trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+    });
+    let mut presented = None;
+    for key in api_keys.chain(bearers) {
+        match presented {
+            None => presented = Some(key),
+            Some(first) if first != key => {
+                return Err(BrokerError::BadRequest(
+                    "the request carries several different API keys".to_owned(),
+                ));
+            }
+            Some(_) => {}
+        }
     }
-    let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, key) = authorization.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+    Ok(presented)
 }
 
 /// True when the client asked for JSON over HTML (`Accept: application/json`, or JSON listed

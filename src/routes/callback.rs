@@ -15,7 +15,7 @@ use crate::{
     request::{self, Query},
     response,
     secret::Secret,
-    store::{Expect, Store},
+    store::{Expect, Store, StoreError},
 };
 
 pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body> {
@@ -77,7 +77,11 @@ async fn authorize<S: Store>(app: &App<S>, request: &Request) -> Result<(String,
         State::Static => {
             // Codes are single-use: make sure the store can take the result before spending one.
             // (A one-time state was just taken from the store, which proved the same.)
-            app.store.load(&app.tokens_key(connection::DEFAULT)).await?;
+            // Only an outage matters here: a record that cannot be read is what a new login heals.
+            if let Err(error @ StoreError::Unavailable(_)) = app.store.load(&app.tokens_key(connection::DEFAULT)).await
+            {
+                return Err(error.into());
+            }
             (None, connection::DEFAULT.to_owned())
         }
         State::OneTime(pending) => (Some(pending.code_verifier), pending.connection),

@@ -35,7 +35,11 @@ async fn inspect<S: Store>(app: &App<S>, request: &Request) -> Result<Response<B
     if !named {
         let mut all = Vec::new();
         for name in connection::list(app).await? {
-            let (_, mut entry) = health(app, &name).await?;
+            // One unreadable connection must not blind the monitor to all the others.
+            let mut entry = match health(app, &name).await {
+                Ok((_, entry)) => entry,
+                Err(error) => json!({"connection": name, "status": error.reply().error}),
+            };
             if let Some(entry) = entry.as_object_mut() {
                 // The per-connection list says what state each is in; the error wording is for
                 // single-connection callers.

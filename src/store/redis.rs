@@ -14,7 +14,15 @@ use super::{Expect, Store, StoreError, Versioned};
 use crate::secret::Secret;
 
 /// KEYS[1] record; ARGV: expected generation ("" = any), data, ttl in ms ("0" = none).
+/// An unconditional write replaces a key of the wrong type (left by something else, or broken):
+/// a new login must be able to heal any record.
 const WRITE: &str = r"
+if ARGV[1] == '' then
+  local kind = redis.call('TYPE', KEYS[1]).ok
+  if kind ~= 'hash' and kind ~= 'none' then
+    redis.call('DEL', KEYS[1])
+  end
+end
 local current = redis.call('HGET', KEYS[1], 'gen')
 if ARGV[1] ~= '' and current ~= ARGV[1] then
   return false

@@ -1,0 +1,1900 @@
+//! Hostile input from every side: clients (methods, query strings, headers, API keys), API
+//! Gateway (events the Lambda runtime cannot turn into a request), the provider (huge, slow,
+//! broken or misleading answers on both the code exchange and the refresh), and the store
+//! (records that cannot be read).
+//!
+//! Every case must get a clear answer (the documented status with a JSON
+//! `{"error", "error_description"}` body, or the HTML error page on the browser-facing routes)
+//! and change nothing stored.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    panic::{self, AssertUnwindSafe},
+    time::Duration,
+};
+
+use common::*;
+use lambda_http::{
+    Body, Request,
+    http::{HeaderValue, Method},
+};
+use token_broker::{
+    keepalive,
+    record::ConnectionRecord,
+    routes::Route,
+    store::{Expect, Store, Versioned},
+};
+use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+
+// ---------------------------------------------------------------------------------------------
+// Set-up and expectations
+// ---------------------------------------------------------------------------------------------
+
+/// A harness with a valid pair for `default` and `lab-2`, and a provider that would grant and
+/// revoke anything: a hostile request that slips through shows up as a provider call or a
+/// changed record.
+async fn stocked() -> Harness {
+    let h = Harness::new().await;
+    h.seed(&tokens("access-0", "refresh-0", START + 1200, START + 86_400))
+        .await;
+    h.seed_connection("lab-2", &tokens("access-l", "refresh-l", START + 1200, START + 86_400))
+        .await;
+    provider_answers(
+        &h.provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("access-new", "refresh-new")),
+    )
+    .await;
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path(REVOCATION_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&h.provider)
+        .await;
+    h
+}
+
+/// Every record under the harness's prefix (tokens and login states), with its generation.
+async fn snapshot<S: Store>(h: &Harness<S>) -> BTreeMap<String, Versioned> {
+    let prefix = format!("{}:", h.app.config.key_prefix);
+    let mut all = BTreeMap::new();
+    for key in h.app.store.keys(&prefix).await.unwrap() {
+        if key.ends_with(":refresh-lock") {
+            continue;
+        }
+        if let Some(value) = h.app.store.load(&key).await.unwrap() {
+            all.insert(key, value);
+        }
+    }
+    all
+}
+
+async fn provider_calls<S>(h: &Harness<S>) -> usize {
+    h.provider.received_requests().await.unwrap_or_default().len()
+}
+
+/// An event from `events/`, changed as a hostile client would.
+struct Req(Request);
+
+impl Req {
+    fn event(name: &str) -> Self {
+        Self(event_request(name))
+    }
+
+    fn method(mut self, method: &str) -> Self {
+        *self.0.method_mut() = Method::from_bytes(method.as_bytes()).unwrap();
+        self
+    }
+
+    /// Replaces the query string.
+    fn query(mut self, query: &str) -> Self {
+        let path = self.0.uri().path().to_owned();
+        *self.0.uri_mut() = format!("{path}?{query}")
+            .parse()
+            .unwrap_or_else(|e| panic!("{query:?}: {e}"));
+        self
+    }
+
+    fn header(mut self, name: &'static str, value: &[u8]) -> Self {
+        self.0
+            .headers_mut()
+            .insert(name, HeaderValue::from_bytes(value).unwrap());
+        self
+    }
+
+    fn append_header(mut self, name: &'static str, value: &[u8]) -> Self {
+        self.0
+            .headers_mut()
+            .append(name, HeaderValue::from_bytes(value).unwrap());
+        self
+    }
+
+    fn without(mut self, name: &'static str) -> Self {
+        self.0.headers_mut().remove(name);
+        self
+    }
+
+    fn body(mut self, body: &[u8]) -> Self {
+        *self.0.body_mut() = Body::Binary(body.to_vec());
+        self
+    }
+}
+
+/// A JSON error with the documented shape.
+#[track_caller]
+fn expect_json_error(label: &str, reply: &Reply, status: u16, error: &str) {
+    assert_eq!(reply.status, status, "{label}: {}", reply.body);
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap_or("")
+            .starts_with("application/json"),
+        "{label}: not JSON: {:?}",
+        reply.header("content-type")
+    );
+    let body = reply.json();
+    assert_eq!(body["error"], error, "{label}: {body}");
+    assert!(
+        body["error_description"].as_str().is_some_and(|d| !d.is_empty()),
+        "{label}: {body}"
+    );
+}
+
+/// The HTML error page browsers get, naming the error code.
+#[track_caller]
+fn expect_html_error(label: &str, reply: &Reply, status: u16, error: &str) {
+    assert_eq!(reply.status, status, "{label}: {}", reply.body);
+    assert!(
+        reply.header("content-type").unwrap_or("").starts_with("text/html"),
+        "{label}: not HTML: {:?}",
+        reply.header("content-type")
+    );
+    assert!(
+        reply.body.contains(&format!("<code>{error}</code>")),
+        "{label}: page does not name {error}: {}",
+        reply.body
+    );
+}
+
+/// Whether a route answers this event with HTML (browser-facing routes without JSON `Accept`).
+fn html_expected(event: &str) -> bool {
+    matches!(event, "callback" | "login" | "login-submit")
+}
+
+#[track_caller]
+fn expect_error(label: &str, event: &str, reply: &Reply, status: u16, error: &str) {
+    if html_expected(event) {
+        expect_html_error(label, reply, status, error);
+    } else {
+        expect_json_error(label, reply, status, error);
+    }
+}
+
+/// What is wrong with the answer to `request`, if anything: not `status`/`error` in the form
+/// the route owes (JSON, or the HTML page), a changed store, or a provider call.
+async fn violation(
+    h: &Harness,
+    label: &str,
+    route: Route,
+    event: &str,
+    request: Req,
+    status: u16,
+    error: &str,
+) -> Option<String> {
+    let before = snapshot(h).await;
+    let calls = provider_calls(h).await;
+    let reply = h.call_request(route, request.0).await;
+    let mut problems = Vec::new();
+    let content_type = reply.header("content-type").unwrap_or("");
+    let shaped = if html_expected(event) {
+        content_type.starts_with("text/html") && reply.body.contains(&format!("<code>{error}</code>"))
+    } else {
+        content_type.starts_with("application/json")
+            && serde_json::from_str::<serde_json::Value>(&reply.body).is_ok_and(|body| {
+                body["error"] == error && body["error_description"].as_str().is_some_and(|d| !d.is_empty())
+            })
+    };
+    if reply.status != status || !shaped {
+        let body: String = reply.body.chars().take(200).collect();
+        problems.push(format!("answered HTTP {} {body}", reply.status));
+    }
+    if snapshot(h).await != before {
+        problems.push("the store changed".to_owned());
+    }
+    if provider_calls(h).await != calls {
+        problems.push("the provider was called".to_owned());
+    }
+    (!problems.is_empty()).then(|| format!("{label}: expected {status} {error}; {}", problems.join("; ")))
+}
+
+/// Calls `route` with `request` and checks that the answer is `status`/`error` and that neither
+/// the store nor the provider saw anything of it.
+async fn refused_without_effect(
+    h: &Harness,
+    label: &str,
+    route: Route,
+    event: &str,
+    request: Req,
+    status: u16,
+    error: &str,
+) {
+    if let Some(violation) = violation(h, label, route, event, request, status, error).await {
+        panic!("{violation}");
+    }
+}
+
+/// Fails listing every violation found.
+fn assert_no_violations(found: &[String]) {
+    assert!(
+        found.is_empty(),
+        "{} cases not refused cleanly:\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}
+
+/// The events that reach each route's main path with valid credentials.
+const QUERY_ROUTES: [(Route, &str); 7] = [
+    (Route::Login, "login"),
+    (Route::Login, "login-json"),
+    (Route::Callback, "callback"),
+    (Route::Callback, "callback-json"),
+    (Route::Token, "token"),
+    (Route::Verify, "verify"),
+    (Route::Revoke, "revoke"),
+];
+
+// ---------------------------------------------------------------------------------------------
+// Methods
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_route_refuses_other_methods_with_405_and_allow() {
+    let h = stocked().await;
+    let routes = [
+        (Route::Login, "login-json", "GET, POST"),
+        (Route::Callback, "callback", "GET"),
+        (Route::Callback, "callback-json", "GET"),
+        (Route::Token, "token", "GET"),
+        (Route::Verify, "verify", "GET"),
+        (Route::Revoke, "revoke", "POST"),
+    ];
+    let methods = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "get", "post",
+    ];
+    let mut refused = 0;
+    for (route, event, allow) in routes {
+        for method in methods {
+            if allow.split(", ").any(|m| m == method) {
+                continue;
+            }
+            let label = format!("{method} {}", route.path());
+            let before = snapshot(&h).await;
+            let reply = h.call_request(route, Req::event(event).method(method).0).await;
+            expect_error(&label, event, &reply, 405, "method_not_allowed");
+            assert_eq!(reply.header("allow"), Some(allow), "{label}");
+            assert_eq!(snapshot(&h).await, before, "{label}: the store changed");
+            refused += 1;
+        }
+    }
+    assert_eq!(provider_calls(&h).await, 0);
+    assert!(refused >= 55, "{refused}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Query strings
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn query_strings_over_4_kib_are_400_on_every_route() {
+    let h = stocked().await;
+    let long = format!("connection=default&pad={}", "a".repeat(5000));
+    for (route, event) in QUERY_ROUTES {
+        let label = format!("{} with a 5 KB query", route.path());
+        refused_without_effect(
+            &h,
+            &label,
+            route,
+            event,
+            Req::event(event).query(&long),
+            400,
+            "invalid_request",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_query_limit_is_exactly_4096_bytes() {
+    let h = stocked().await;
+    let at_limit = format!("pad={}", "a".repeat(4096 - 4));
+    assert_eq!(at_limit.len(), 4096);
+    let reply = h
+        .call_request(Route::Token, Req::event("token").query(&at_limit).0)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let over = format!("{at_limit}a");
+    refused_without_effect(
+        &h,
+        "4097 bytes",
+        Route::Token,
+        "token",
+        Req::event("token").query(&over),
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn repeated_parameters_are_400_and_nothing_happens() {
+    let h = stocked().await;
+    let cases: [(Route, &str, &str); 11] = [
+        (Route::Token, "token", "connection=default&connection=default"),
+        (Route::Token, "token", "connection=default&connection"),
+        (Route::Token, "token", "min_ttl=1&min_ttl=2"),
+        (Route::Verify, "verify", "connection=default&connection=lab-2"),
+        // Which of the two would a proxy have seen? Neither revokes.
+        (Route::Revoke, "revoke", "force=false&force=true"),
+        (Route::Revoke, "revoke", "connection=lab-2&connection=default"),
+        (Route::Callback, "callback", "code=a&code=a&state=test-oauth-state"),
+        (
+            Route::Callback,
+            "callback-json",
+            "code=a&state=test-oauth-state&state=test-oauth-state",
+        ),
+        (
+            Route::Callback,
+            "callback-json",
+            "code=a&state=forged&state=test-oauth-state",
+        ),
+        (Route::Login, "login", "connection=a&connection=a"),
+        (Route::Login, "login-json", "connection=a&connection=b"),
+    ];
+    for (route, event, query) in cases {
+        let label = format!("{}?{query}", route.path());
+        refused_without_effect(
+            &h,
+            &label,
+            route,
+            event,
+            Req::event(event).query(query),
+            400,
+            "invalid_request",
+        )
+        .await;
+    }
+    // The login form, whose body follows the same rules: no state may be issued.
+    refused_without_effect(
+        &h,
+        "POST /login api_key twice",
+        Route::Login,
+        "login-submit",
+        Req::event("login-submit").body(b"api_key=test-api-key&api_key=test-api-key"),
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn percent_encoded_bytes_that_are_not_utf8_are_400_on_every_route() {
+    let h = stocked().await;
+    // Invalid start bytes, a cut sequence, an overlong '/', a UTF-16 surrogate.
+    for bad in ["%FF%FE", "%C3%28", "%C0%AF", "%ED%A0%80", "%E2%82"] {
+        for (route, event) in QUERY_ROUTES {
+            let query = if route == Route::Callback {
+                format!("code=c{bad}&state=test-oauth-state")
+            } else {
+                format!("connection=default&x={bad}")
+            };
+            let label = format!("{}?{query}", route.path());
+            refused_without_effect(
+                &h,
+                &label,
+                route,
+                event,
+                Req::event(event).query(&query),
+                400,
+                "invalid_request",
+            )
+            .await;
+        }
+        refused_without_effect(
+            &h,
+            &format!("POST /login api_key={bad}"),
+            Route::Login,
+            "login-submit",
+            Req::event("login-submit").body(format!("api_key={bad}").as_bytes()),
+            400,
+            "invalid_request",
+        )
+        .await;
+    }
+    refused_without_effect(
+        &h,
+        "POST /login with raw non-UTF-8 bytes",
+        Route::Login,
+        "login-submit",
+        Req::event("login-submit").body(b"api_key=test-api-key&x=\xff\xfe"),
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn non_utf8_is_refused_even_beside_a_literal_replacement_character() {
+    let mut found = Vec::new();
+    let h = stocked().await;
+    // API Gateway passes raw non-ASCII query bytes through (lambda_http accepts them).
+    let query = "x=\u{FFFD}&code=%FF%FE&state=test-oauth-state";
+    found.extend(
+        violation(
+            &h,
+            query,
+            Route::Callback,
+            "callback-json",
+            Req::event("callback-json").query(query),
+            400,
+            "invalid_request",
+        )
+        .await,
+    );
+    let query = "x=\u{FFFD}&connection=default&force=true&y=%FF";
+    found.extend(
+        violation(
+            &h,
+            query,
+            Route::Revoke,
+            "revoke",
+            Req::event("revoke").query(query),
+            400,
+            "invalid_request",
+        )
+        .await,
+    );
+    assert_no_violations(&found);
+}
+
+#[tokio::test]
+async fn invalid_percent_encoding_is_400_invalid_request() {
+    let mut found = Vec::new();
+    let h = stocked().await;
+    found.extend(
+        violation(
+            &h,
+            "events/hostile-callback-invalid-percent.json",
+            Route::Callback,
+            "callback-json",
+            Req::event("hostile-callback-invalid-percent"),
+            400,
+            "invalid_request",
+        )
+        .await,
+    );
+    for bad in ["%ZZ", "%4", "%", "%%", "%G0", "%+1"] {
+        for (route, event, query) in [
+            (Route::Token, "token", format!("x={bad}")),
+            (Route::Token, "token", format!("{bad}=1")),
+            (Route::Verify, "verify", format!("connection=default&x=a{bad}")),
+            (Route::Revoke, "revoke", format!("force=true&x={bad}")),
+            (
+                Route::Callback,
+                "callback-json",
+                format!("code=AB{bad}&state=test-oauth-state"),
+            ),
+            (
+                Route::Callback,
+                "callback",
+                format!("code=AB&state=test-oauth-state&x={bad}"),
+            ),
+            (Route::Login, "login-json", format!("x={bad}")),
+        ] {
+            let label = format!("{}?{query}", route.path());
+            // A fresh set-up each time: a request that slipped through may have revoked.
+            let h = stocked().await;
+            found.extend(
+                violation(
+                    &h,
+                    &label,
+                    route,
+                    event,
+                    Req::event(event).query(&query),
+                    400,
+                    "invalid_request",
+                )
+                .await,
+            );
+        }
+        found.extend(
+            violation(
+                &h,
+                &format!("POST /login api_key=test-api-key&x={bad}"),
+                Route::Login,
+                "login-submit",
+                Req::event("login-submit").body(format!("api_key=test-api-key&x={bad}").as_bytes()),
+                400,
+                "invalid_request",
+            )
+            .await,
+        );
+    }
+    assert_no_violations(&found);
+}
+
+#[tokio::test]
+async fn nul_bytes_in_parameters_are_refused_where_they_would_matter() {
+    let h = stocked().await;
+    for (route, event, query, status, error) in [
+        (Route::Token, "token", "connection=default%00", 400, "invalid_request"),
+        (Route::Token, "token", "min_ttl=5%00", 400, "invalid_request"),
+        (Route::Verify, "verify", "connection=%00", 400, "invalid_request"),
+        (Route::Revoke, "revoke", "force=true%00", 400, "invalid_request"),
+        (Route::Revoke, "revoke", "connection=default%00", 400, "invalid_request"),
+        (Route::Login, "login-json", "connection=lab%002", 400, "invalid_request"),
+        // Control characters are refused by the query parser, before any state is looked at.
+        (
+            Route::Callback,
+            "callback",
+            "code=c&state=test-oauth-state%00",
+            400,
+            "invalid_request",
+        ),
+        (
+            Route::Callback,
+            "callback-json",
+            "code=c&state=%00",
+            400,
+            "invalid_request",
+        ),
+    ] {
+        let label = format!("{}?{query}", route.path());
+        refused_without_effect(&h, &label, route, event, Req::event(event).query(query), status, error).await;
+    }
+}
+
+#[tokio::test]
+async fn a_code_with_control_characters_is_refused_without_calling_the_provider() {
+    let mut found = Vec::new();
+    let h = stocked().await;
+    for query in [
+        "code=AB%00CD&state=test-oauth-state",
+        "code=AB%0D%0ACD&state=test-oauth-state",
+        "code=AB%7FCD&state=test-oauth-state",
+    ] {
+        found.extend(
+            violation(
+                &h,
+                query,
+                Route::Callback,
+                "callback-json",
+                Req::event("callback-json").query(query),
+                400,
+                "invalid_request",
+            )
+            .await,
+        );
+    }
+    assert_no_violations(&found);
+}
+
+#[tokio::test]
+async fn hostile_connection_names_min_ttls_and_force_values_are_400() {
+    let h = stocked().await;
+    let long_name = format!("connection={}", "x".repeat(65));
+    let mut cases: Vec<(Route, &str, String)> = Vec::new();
+    for name in [
+        "",
+        "..%2Fdefault",
+        "default%0A",
+        "a+b",
+        "%C3%A4",
+        "*",
+        "default:tokens",
+        "default%2F..",
+        &long_name[11..],
+    ] {
+        for (route, event) in [
+            (Route::Token, "token"),
+            (Route::Verify, "verify"),
+            (Route::Revoke, "revoke"),
+            (Route::Login, "login-json"),
+        ] {
+            cases.push((route, event, format!("connection={name}")));
+        }
+    }
+    for min_ttl in [
+        "-1",
+        "86401",
+        "1e3",
+        "99999999999999999999",
+        "",
+        "%205",
+        "5s",
+        "0x10",
+        "NaN",
+        "1.5",
+    ] {
+        cases.push((Route::Token, "token", format!("min_ttl={min_ttl}")));
+    }
+    for force in ["TRUE", "1", "yes", "", "true%20", "on"] {
+        cases.push((Route::Revoke, "revoke", format!("force={force}")));
+    }
+    for (route, event, query) in cases {
+        let label = format!("{}?{query}", route.path());
+        refused_without_effect(
+            &h,
+            &label,
+            route,
+            event,
+            Req::event(event).query(&query),
+            400,
+            "invalid_request",
+        )
+        .await;
+    }
+    // The login form refuses a bad connection before it looks at the key: no state is issued.
+    refused_without_effect(
+        &h,
+        "POST /login connection=../x",
+        Route::Login,
+        "login-submit",
+        Req::event("login-submit").body(b"api_key=test-api-key&connection=..%2Fx"),
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hostile_login_form_posts_are_refused_with_the_html_page_and_issue_no_state() {
+    let h = stocked().await;
+    let oversized = format!("api_key=test-api-key&pad={}", "a".repeat(5000));
+    let long_type = format!("application/{}", "x".repeat(65536));
+    for (label, request, status, error) in [
+        (
+            "text/plain body",
+            Req::event("login-submit").header("content-type", b"text/plain"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "JSON body",
+            Req::event("login-submit")
+                .header("content-type", b"application/json")
+                .body(br#"{"api_key":"test-api-key"}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            "no content type",
+            Req::event("login-submit").without("content-type"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "5 KB body",
+            Req::event("login-submit").body(oversized.as_bytes()),
+            400,
+            "invalid_request",
+        ),
+        (
+            "64 KiB media type",
+            Req::event("login-submit").header("content-type", long_type.as_bytes()),
+            400,
+            "invalid_request",
+        ),
+    ] {
+        refused_without_effect(&h, label, Route::Login, "login-submit", request, status, error).await;
+    }
+    // A wrong key gets the form again, still without a state.
+    // The right key with a NUL appended is not a key at all: the form itself is refused.
+    let before = snapshot(&h).await;
+    let reply = h
+        .call_request(
+            Route::Login,
+            Req::event("login-submit").body(b"api_key=test-api-key%00").0,
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(snapshot(&h).await, before);
+    for body in [&b"api_key="[..], b"", b"api_key=TEST-API-KEY", b"api_key"] {
+        let before = snapshot(&h).await;
+        let reply = h
+            .call_request(Route::Login, Req::event("login-submit").body(body).0)
+            .await;
+        assert_eq!(reply.status, 401, "{:?}: {}", String::from_utf8_lossy(body), reply.body);
+        assert!(reply.body.contains("<form"));
+        assert_eq!(snapshot(&h).await, before);
+    }
+    assert_eq!(provider_calls(&h).await, 0);
+}
+
+#[tokio::test]
+async fn hostile_event_fixtures_get_their_documented_answers() {
+    let h = stocked().await;
+    // API Gateway may base64-encode a form post; decoded, it is the same login.
+    let reply = h.call(Route::Login, "hostile-login-submit-base64").await;
+    assert_eq!(reply.status, 302, "{}", reply.body);
+    refused_without_effect(
+        &h,
+        "events/hostile-login-submit-binary.json",
+        Route::Login,
+        "login-submit",
+        Req::event("hostile-login-submit-binary"),
+        400,
+        "invalid_request",
+    )
+    .await;
+    refused_without_effect(
+        &h,
+        "events/hostile-revoke-repeated-force.json",
+        Route::Revoke,
+        "revoke",
+        Req::event("hostile-revoke-repeated-force"),
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Headers and API keys
+// ---------------------------------------------------------------------------------------------
+
+/// The routes that take the API key in a header.
+const KEYED: [(Route, &str); 4] = [
+    (Route::Token, "token"),
+    (Route::Verify, "verify"),
+    (Route::Revoke, "revoke"),
+    (Route::Login, "login-json"),
+];
+
+async fn unauthorized_without_effect(h: &Harness, label: &str, build: impl Fn(Req) -> Req) {
+    for (route, event) in KEYED {
+        let request = build(Req::event(event).without("authorization"));
+        let label = format!("{label} on {}", route.path());
+        let before = snapshot(h).await;
+        let calls = provider_calls(h).await;
+        let reply = h.call_request(route, request.0).await;
+        expect_json_error(&label, &reply, 401, "unauthorized");
+        assert!(
+            reply
+                .header("www-authenticate")
+                .is_some_and(|c| c.starts_with("Bearer realm=")),
+            "{label}"
+        );
+        assert!(!reply.body.contains("access-0"), "{label}");
+        assert_eq!(snapshot(h).await, before, "{label}: the store changed");
+        assert_eq!(provider_calls(h).await, calls, "{label}: the provider was called");
+    }
+}
+
+#[tokio::test]
+async fn very_long_header_values_are_401_not_a_crash() {
+    let h = stocked().await;
+    let huge = vec![b'a'; 64 * 1024];
+    let bearer_huge = [&b"Bearer "[..], &huge].concat();
+    unauthorized_without_effect(&h, "64 KiB X-API-Key", |r| r.header("x-api-key", &huge)).await;
+    unauthorized_without_effect(&h, "64 KiB bearer key", |r| r.header("authorization", &bearer_huge)).await;
+    unauthorized_without_effect(&h, "64 KiB Authorization", |r| r.header("authorization", &huge)).await;
+    // A 64 KiB Accept header on the browser route: still a clear answer (a forged state here).
+    let accept = "application/json;q=0.5,".repeat(3000);
+    let reply = h
+        .call_request(
+            Route::Callback,
+            Req::event("callback")
+                .query("code=c&state=forged")
+                .header("accept", accept.as_bytes())
+                .0,
+        )
+        .await;
+    expect_json_error("64 KiB Accept", &reply, 403, "invalid_state");
+}
+
+#[tokio::test]
+async fn api_keys_of_the_wrong_length_or_spelling_are_401() {
+    let h = stocked().await;
+    let ten_kib = "k".repeat(10 * 1024);
+    for key in [
+        "",
+        "t",
+        ten_kib.as_str(),
+        "test-api-keyx",
+        "xtest-api-key",
+        "test-api-ke",
+        "TEST-API-KEY",
+        "test-api -key",
+        "test-api-key;",
+        "\"test-api-key\"",
+    ] {
+        unauthorized_without_effect(&h, &format!("X-API-Key {key:.20?}"), |r| {
+            r.header("x-api-key", key.as_bytes())
+        })
+        .await;
+        unauthorized_without_effect(&h, &format!("Bearer {key:.20?}"), |r| {
+            r.header("authorization", format!("Bearer {key}").as_bytes())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn unicode_and_non_ascii_keys_are_401() {
+    let h = stocked().await;
+    for key in [
+        "tëst-api-key".as_bytes(),
+        // Cyrillic е, a homoglyph of the real key.
+        "tеst-api-key".as_bytes(),
+        "ｔｅｓｔ-api-key".as_bytes(),
+        "test-api-key\u{200B}".as_bytes(),
+        b"test-api-k\xe9y",
+        b"\xff\xfe",
+    ] {
+        let shown = String::from_utf8_lossy(key).into_owned();
+        unauthorized_without_effect(&h, &format!("X-API-Key {shown:?}"), |r| r.header("x-api-key", key)).await;
+        let bearer = [&b"Bearer "[..], key].concat();
+        unauthorized_without_effect(&h, &format!("Bearer {shown:?}"), |r| r.header("authorization", &bearer)).await;
+    }
+    // A non-breaking space between scheme and key.
+    unauthorized_without_effect(&h, "Bearer<NBSP>key", |r| {
+        r.header("authorization", "Bearer\u{A0}test-api-key".as_bytes())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_authorization_headers_are_401() {
+    let h = stocked().await;
+    for value in [
+        "Bearer",
+        "Bearer ",
+        "Bearer     ",
+        "Basic dGVzdC1hcGkta2V5",
+        "Basic test-api-key",
+        "Bearertest-api-key",
+        "Bearer test-api-key extra",
+        "Token test-api-key",
+        "Bearer Bearer test-api-key",
+        "test-api-key",
+        ",",
+    ] {
+        unauthorized_without_effect(&h, &format!("Authorization: {value:?}"), |r| {
+            r.header("authorization", value.as_bytes())
+        })
+        .await;
+    }
+    unauthorized_without_effect(&h, "empty X-API-Key beside no Authorization", |r| {
+        r.header("x-api-key", b"")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn conflicting_api_keys_are_refused_whichever_comes_first() {
+    let h = stocked().await;
+    type Build = fn(Req) -> Req;
+    let cases: [(&str, Build); 5] = [
+        ("right X-API-Key, wrong Bearer", |r| {
+            r.header("x-api-key", b"test-api-key")
+                .header("authorization", b"Bearer wrong-api-key")
+        }),
+        ("wrong X-API-Key, right Bearer", |r| {
+            r.header("x-api-key", b"wrong-api-key")
+                .header("authorization", b"Bearer test-api-key")
+        }),
+        ("X-API-Key twice, right first", |r| {
+            r.header("x-api-key", b"test-api-key")
+                .append_header("x-api-key", b"wrong-api-key")
+        }),
+        ("X-API-Key twice, wrong first", |r| {
+            r.header("x-api-key", b"wrong-api-key")
+                .append_header("x-api-key", b"test-api-key")
+        }),
+        ("Authorization twice, right first", |r| {
+            r.header("authorization", b"Bearer test-api-key")
+                .append_header("authorization", b"Bearer wrong-api-key")
+        }),
+    ];
+    let mut served = Vec::new();
+    let reply = h.call(Route::Token, "hostile-token-conflicting-keys").await;
+    if !matches!(reply.status, 400 | 401) {
+        served.push(format!(
+            "events/hostile-token-conflicting-keys.json: HTTP {}",
+            reply.status
+        ));
+    }
+    for (label, build) in cases {
+        for (route, event) in KEYED {
+            // A fresh set-up each time: a request that slipped through may have revoked.
+            let h = stocked().await;
+            let before = snapshot(&h).await;
+            let reply = h
+                .call_request(route, build(Req::event(event).without("authorization")).0)
+                .await;
+            if !matches!(reply.status, 400 | 401) {
+                served.push(format!("{label} on {}: HTTP {}", route.path(), reply.status));
+            } else {
+                assert!(
+                    matches!(reply.error().as_str(), "invalid_request" | "unauthorized"),
+                    "{label}"
+                );
+                assert_eq!(snapshot(&h).await, before, "{label}");
+            }
+        }
+    }
+    assert!(
+        served.is_empty(),
+        "served despite conflicting keys:\n{}",
+        served.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_api_key_in_the_query_string_is_400_under_the_usual_names() {
+    let h = stocked().await;
+    for name in [
+        "api_key",
+        "API_KEY",
+        "apikey",
+        "apiKey",
+        "key",
+        "x-api-key",
+        "X-Api-Key",
+        "x_api_key",
+        "api%5Fkey",
+    ] {
+        for (route, event) in KEYED {
+            let query = format!("{name}=test-api-key");
+            let label = format!("{}?{query}", route.path());
+            refused_without_effect(
+                &h,
+                &label,
+                route,
+                event,
+                Req::event(event).query(&query),
+                400,
+                "invalid_request",
+            )
+            .await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_api_key_in_the_query_string_is_400_under_any_name() {
+    let mut found = Vec::new();
+    for name in ["access_token", "api-key", "token", "auth", "k"] {
+        for (route, event) in KEYED {
+            // A fresh set-up each time: a request that slipped through may have revoked.
+            let h = stocked().await;
+            let query = format!("{name}=test-api-key");
+            let label = format!("{}?{query}", route.path());
+            found.extend(
+                violation(
+                    &h,
+                    &label,
+                    route,
+                    event,
+                    Req::event(event).query(&query),
+                    400,
+                    "invalid_request",
+                )
+                .await,
+            );
+        }
+    }
+    assert_no_violations(&found);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw API Gateway events
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `lambda_http`'s event conversion (what the Lambda runtime does before any broker code
+/// runs) and says whether it panicked.
+fn convert(event: &str) -> Result<Result<Request, String>, String> {
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        lambda_http::request::from_str(event).map_err(|e| e.to_string())
+    }));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default()
+    })
+}
+
+fn token_event() -> serde_json::Value {
+    let path = format!("{}/events/token.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn malformed_or_incomplete_events_are_errors_not_panics() {
+    let mut no_context = token_event();
+    no_context.as_object_mut().unwrap().remove("requestContext");
+    let mut no_http = token_event();
+    no_http["requestContext"].as_object_mut().unwrap().remove("http");
+    let mut bad_method = token_event();
+    bad_method["requestContext"]["http"]["method"] = "GE T".into();
+    let mut headers_as_list = token_event();
+    headers_as_list["headers"] = serde_json::json!(["authorization: Bearer test-api-key"]);
+    let mut null_header = token_event();
+    null_header["headers"]["authorization"] = serde_json::Value::Null;
+    let mut nul_header = token_event();
+    nul_header["headers"]["authorization"] = "Bearer test\u{0}api-key".into();
+    let truncated = token_event().to_string();
+    let truncated = &truncated[..truncated.len() / 2];
+    let events = [
+        ("empty", String::new()),
+        ("opening brace", "{".to_owned()),
+        ("not JSON", "{not json".to_owned()),
+        ("null", "null".to_owned()),
+        ("a list", "[]".to_owned()),
+        ("a number", "42".to_owned()),
+        ("a string", "\"GET /token\"".to_owned()),
+        ("empty object", "{}".to_owned()),
+        ("version only", r#"{"version":"2.0"}"#.to_owned()),
+        ("truncated", truncated.to_owned()),
+        ("no requestContext", no_context.to_string()),
+        ("no requestContext.http", no_http.to_string()),
+        ("method with a space", bad_method.to_string()),
+        ("headers as a list", headers_as_list.to_string()),
+        ("NUL in a header", nul_header.to_string()),
+    ];
+    let mut panicked = Vec::new();
+    for (label, event) in &events {
+        match convert(event) {
+            Ok(Ok(_)) => panicked.push(format!("{label}: accepted")),
+            Ok(Err(_)) => {}
+            Err(message) => panicked.push(format!("{label}: PANIC {message}")),
+        }
+    }
+    // A header that is null may be refused or dropped, but not crash the conversion.
+    if let Err(message) = convert(&null_header.to_string()) {
+        panicked.push(format!("null header: PANIC {message}"));
+    }
+    assert!(panicked.is_empty(), "{}", panicked.join("\n"));
+}
+
+/// The exact events that make `lambda_http` 1.3.2 panic inside `from_str` (an `.unwrap()` on
+/// `Url::parse` in `build_request_uri`, an `.expect("failed to build request")` on the URI, and
+/// an `.expect` on base64 bodies in aws_lambda_events). Under lambda_runtime that panic is caught
+/// and the invocation fails with API Gateway's bare 500; with `panic = "abort"` in the release
+/// profile it kills the Lambda instance instead.
+fn panicking_events() -> Vec<(String, String)> {
+    let mut events = Vec::new();
+    for query in [
+        "a b",
+        "code=a\"b&state=test-oauth-state",
+        "code=<script>",
+        "x=\n",
+        "x=\t",
+        "x=\u{7f}",
+        "x=\u{0}",
+    ] {
+        let mut event = token_event();
+        event["rawQueryString"] = query.into();
+        events.push((format!("rawQueryString {query:?}"), event.to_string()));
+    }
+    for host in ["garbage host", "[", "a:b:c", "a%20b"] {
+        let mut event = token_event();
+        event["headers"]["host"] = host.into();
+        events.push((format!("host {host:?}"), event.to_string()));
+    }
+    for proto in ["ht tp", "", "1http"] {
+        let mut event = token_event();
+        event["headers"]["x-forwarded-proto"] = proto.into();
+        events.push((format!("x-forwarded-proto {proto:?}"), event.to_string()));
+    }
+    let mut event = token_event();
+    event["isBase64Encoded"] = true.into();
+    event["body"] = "!!! not base64 !!!".into();
+    events.push((
+        "isBase64Encoded with a body that is not base64".to_owned(),
+        event.to_string(),
+    ));
+    events
+}
+
+#[test]
+fn events_lambda_http_cannot_turn_into_a_uri_do_not_panic() {
+    let mut panicked = Vec::new();
+    let mut unsanitized_panics = 0;
+    for (label, event) in panicking_events() {
+        // lambda_http alone panics on these (the reason for `sanitize`)...
+        if convert(&event).is_err() {
+            unsanitized_panics += 1;
+        }
+        // ...the function's own path does not.
+        if let Err(message) = convert_sanitized(&event) {
+            panicked.push(format!("{label}: {message}"));
+        }
+    }
+    assert!(
+        panicked.is_empty(),
+        "still panics after sanitize:\n{}",
+        panicked.join("\n")
+    );
+    assert!(
+        unsanitized_panics > 0,
+        "lambda_http no longer panics on these: sanitize may be unneeded"
+    );
+}
+
+/// The path a Lambda invocation takes: the event deserialized, repaired by `sanitize`, then
+/// turned into a request by lambda_http.
+fn convert_sanitized(event: &str) -> Result<(), String> {
+    let Ok(payload) = serde_json::from_str::<lambda_http::request::LambdaRequest>(event) else {
+        return Ok(());
+    };
+    let event = lambda_http::LambdaEvent::new(payload, lambda_http::Context::default());
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        let request: Request = token_broker::lambda::sanitize(event).payload.into();
+        drop(request);
+    }))
+    .map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default()
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provider answers, on the code exchange (/callback) and the refresh (/token)
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+enum Answer {
+    /// Served by wiremock.
+    Mock(ResponseTemplate),
+    /// Written byte for byte on the socket, then the connection is closed.
+    Raw(&'static [u8]),
+}
+
+/// A token endpoint that answers every request with `response`, whatever it was asked.
+async fn raw_provider(response: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Read the whole request first, so the client is not cut off while sending.
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                let read_all = async {
+                    loop {
+                        let n = stream.read(&mut buffer).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        request.extend_from_slice(&buffer[..n]);
+                        let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if request.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), read_all).await;
+                let _ = stream.write_all(response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}{TOKEN_PATH}")
+}
+
+async fn harness_answering(answer: &Answer) -> Harness {
+    match answer {
+        Answer::Mock(template) => {
+            let h = Harness::new().await;
+            provider_answers(&h.provider, template.clone()).await;
+            h
+        }
+        Answer::Raw(bytes) => Harness::with(&[("TOKEN_URL", &raw_provider(bytes).await)]).await,
+    }
+}
+
+/// The provider's `answer` must end both the refresh and the code exchange with `status` and
+/// `error` (with Retry-After), leave every record as it was, and not be retried.
+async fn refused_on_both_paths(label: &str, answer: Answer, status: u16, error: &str) {
+    // Refresh: the stored access token has expired.
+    let h = harness_answering(&answer).await;
+    h.seed(&tokens("access-0", "refresh-0", START, START + 86_400)).await;
+    let before = snapshot(&h).await;
+    let reply = h.call(Route::Token, "token").await;
+    expect_json_error(&format!("refresh, {label}"), &reply, status, error);
+    assert!(
+        reply.header("retry-after").is_some(),
+        "refresh, {label}: no Retry-After"
+    );
+    assert_eq!(snapshot(&h).await, before, "refresh, {label}: the store changed");
+    if matches!(answer, Answer::Mock(_)) {
+        assert_eq!(h.token_requests().await.len(), 1, "refresh, {label}: retried");
+    }
+
+    // Code exchange, as an API client and as a browser; a pair is already stored.
+    let h = harness_answering(&answer).await;
+    h.seed(&tokens("access-0", "refresh-0", START + 1200, START + 86_400))
+        .await;
+    let before = snapshot(&h).await;
+    for event in ["callback-json", "callback"] {
+        let label = format!("code exchange ({event}), {label}");
+        let reply = h.call(Route::Callback, event).await;
+        expect_error(&label, event, &reply, status, error);
+        assert!(reply.header("retry-after").is_some(), "{label}: no Retry-After");
+        assert!(!reply.body.contains("access-0"), "{label}");
+        assert_eq!(snapshot(&h).await, before, "{label}: the store changed");
+    }
+    if matches!(answer, Answer::Mock(_)) {
+        assert_eq!(h.token_requests().await.len(), 2, "code exchange, {label}: retried");
+    }
+}
+
+fn ok_json(body: serde_json::Value) -> Answer {
+    Answer::Mock(ResponseTemplate::new(200).set_body_json(body))
+}
+
+#[tokio::test]
+async fn a_provider_answer_over_64_kib_is_provider_response_invalid() {
+    let mut grant = grant_body("a", "r");
+    grant["padding"] = "x".repeat(70 * 1024).into();
+    refused_on_both_paths("huge grant", ok_json(grant), 502, "provider_response_invalid").await;
+    let error = serde_json::json!({"error": "invalid_grant", "error_description": "x".repeat(70 * 1024)});
+    refused_on_both_paths(
+        "huge error",
+        Answer::Mock(ResponseTemplate::new(400).set_body_json(error)),
+        502,
+        "provider_response_invalid",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_provider_slower_than_provider_timeout_is_503_provider_unavailable() {
+    // PROVIDER_TIMEOUT is 2 s in the tests.
+    let answer = ResponseTemplate::new(200)
+        .set_body_json(grant_body("a", "r"))
+        .set_delay(Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    refused_on_both_paths("3 s late", Answer::Mock(answer), 503, "provider_unavailable").await;
+    // Three calls, each cut off at about 2 s, not waiting for the answer.
+    assert!(started.elapsed() < Duration::from_secs(9), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn non_json_and_html_answers_are_refused() {
+    for (label, status, content_type, body, expected) in [
+        (
+            "form-encoded 200",
+            200,
+            "application/x-www-form-urlencoded",
+            "access_token=a&expires_in=60",
+            "provider_response_invalid",
+        ),
+        (
+            "HTML 200",
+            200,
+            "text/html",
+            "<html><body>Welcome</body></html>",
+            "provider_response_invalid",
+        ),
+        ("empty 200", 200, "application/json", "", "provider_response_invalid"),
+        (
+            "HTML 400",
+            400,
+            "text/html",
+            "<html><h1>400 Bad Request</h1></html>",
+            "provider_response_invalid",
+        ),
+        (
+            "HTML 404",
+            404,
+            "text/html",
+            "<html><h1>Not Found</h1></html>",
+            "provider_response_invalid",
+        ),
+        (
+            "HTML 500",
+            500,
+            "text/html",
+            "<html><h1>Internal Server Error</h1></html>",
+            "provider_unavailable",
+        ),
+        (
+            "HTML 502",
+            502,
+            "text/html",
+            "<html><h1>Bad Gateway</h1></html>",
+            "provider_unavailable",
+        ),
+    ] {
+        let answer = Answer::Mock(ResponseTemplate::new(status).set_body_raw(body, content_type));
+        refused_on_both_paths(label, answer, 502, expected).await;
+    }
+}
+
+#[tokio::test]
+async fn deeply_nested_json_is_refused() {
+    let nested = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
+    let answer = Answer::Mock(ResponseTemplate::new(200).set_body_raw(nested, "application/json"));
+    refused_on_both_paths("20 000 nested arrays", answer, 502, "provider_response_invalid").await;
+}
+
+#[tokio::test]
+async fn missing_negative_zero_absurd_fractional_and_non_numeric_lifetimes_are_refused() {
+    let lifetimes = [
+        serde_json::Value::Null,
+        0.into(),
+        (-1).into(),
+        (-9_999_999_999_i64).into(),
+        serde_json::json!(1e30),
+        serde_json::json!(1799.5),
+        99_999_999_999_i64.into(),
+        (10 * 365 * 86400 + 1).into(),
+        i64::MAX.into(),
+        u64::MAX.into(),
+        "soon".into(),
+        "".into(),
+        "1799.5".into(),
+        "0x10".into(),
+        "\u{2212}1".into(),
+        true.into(),
+        serde_json::json!([1799]),
+        serde_json::json!({"seconds": 1799}),
+    ];
+    for lifetime in &lifetimes {
+        let mut grant = grant_body("a", "r");
+        grant["expires_in"] = lifetime.clone();
+        refused_on_both_paths(
+            &format!("expires_in {lifetime}"),
+            ok_json(grant),
+            502,
+            "provider_response_invalid",
+        )
+        .await;
+    }
+    let mut grant = grant_body("a", "r");
+    grant.as_object_mut().unwrap().remove("expires_in");
+    refused_on_both_paths("no expires_in", ok_json(grant), 502, "provider_response_invalid").await;
+    for lifetime in [
+        serde_json::json!(-1),
+        serde_json::json!("never"),
+        serde_json::json!(1e30),
+    ] {
+        let mut grant = grant_body("a", "r");
+        grant["refresh_token_expires_in"] = lifetime.clone();
+        refused_on_both_paths(
+            &format!("refresh_token_expires_in {lifetime}"),
+            ok_json(grant),
+            502,
+            "provider_response_invalid",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn lifetimes_sent_as_whole_numbers_in_strings_are_accepted() {
+    for (lifetime, expected) in [
+        (serde_json::json!("1799"), 1799),
+        (serde_json::json!(" 1799 "), 1799),
+        (serde_json::json!(10 * 365 * 86400), 10 * 365 * 86400),
+    ] {
+        let mut grant = grant_body("access-s", "refresh-s");
+        grant["expires_in"] = lifetime.clone();
+        let h = harness_answering(&ok_json(grant)).await;
+        let reply = h.call(Route::Callback, "callback-json").await;
+        assert_eq!(reply.status, 200, "{lifetime}: {}", reply.body);
+        assert_eq!(
+            h.stored_tokens().await.access_expires_at,
+            START + expected,
+            "{lifetime}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn answers_without_a_usable_access_token_are_refused() {
+    for access in [
+        None,
+        Some(serde_json::Value::Null),
+        Some("".into()),
+        Some(42.into()),
+        Some(serde_json::json!(["a"])),
+    ] {
+        let mut grant = grant_body("a", "r");
+        match &access {
+            None => {
+                grant.as_object_mut().unwrap().remove("access_token");
+            }
+            Some(value) => grant["access_token"] = value.clone(),
+        }
+        refused_on_both_paths(
+            &format!("access_token {access:?}"),
+            ok_json(grant),
+            502,
+            "provider_response_invalid",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_200_carrying_an_oauth_error_is_invalid_and_does_not_end_the_connection() {
+    // invalid_grant in a 200 is not the provider refusing the refresh token: nothing is marked.
+    let body = serde_json::json!({"error": "invalid_grant", "error_description": "refresh token revoked"});
+    refused_on_both_paths(
+        "200 with invalid_grant",
+        ok_json(body),
+        502,
+        "provider_response_invalid",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_provider_redirect_is_not_followed() {
+    for status in [301, 302, 303, 307, 308] {
+        let elsewhere = MockServer::start().await;
+        Mock::given(matchers::any())
+            .respond_with(ResponseTemplate::new(200).set_body_json(grant_body("stolen", "stolen")))
+            .mount(&elsewhere)
+            .await;
+        let answer = Answer::Mock(
+            ResponseTemplate::new(status).insert_header("location", format!("{}{TOKEN_PATH}", elsewhere.uri())),
+        );
+        refused_on_both_paths(&format!("{status} redirect"), answer, 502, "provider_response_invalid").await;
+        let followed = elsewhere.received_requests().await.unwrap();
+        assert!(
+            followed.is_empty(),
+            "{status}: the redirect was followed, the client secret sent to {}",
+            elsewhere.uri()
+        );
+    }
+}
+
+#[tokio::test]
+async fn broken_http_from_the_provider_is_502_provider_unavailable() {
+    for (label, bytes) in [
+        (
+            "chunked garbage",
+            &b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nZZ\r\n{\"access_token\"\r\nnonsense"[..],
+        ),
+        (
+            "body shorter than content-length",
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"access_token\":\"a\"",
+        ),
+        ("not HTTP at all", b"SSH-2.0-OpenSSH_9.6\r\n"),
+        ("closed without a word", b""),
+    ] {
+        refused_on_both_paths(label, Answer::Raw(bytes), 502, "provider_unavailable").await;
+    }
+}
+
+#[tokio::test]
+async fn provider_text_is_made_printable_before_it_reaches_clients() {
+    let mut grant = grant_body("access-p", "refresh-p");
+    grant["token_type"] = format!("Bearer\r\nSet-Cookie: a=b\u{0}{}", "x".repeat(1000)).into();
+    let h = harness_answering(&ok_json(grant)).await;
+    assert_eq!(h.call(Route::Callback, "callback-json").await.status, 200);
+    let reply = h.call(Route::Token, "token").await;
+    let token_type = reply.json()["token_type"].as_str().unwrap().to_owned();
+    assert!(!token_type.chars().any(char::is_control), "{token_type:?}");
+    assert!(token_type.chars().count() <= 32, "{token_type:?}");
+
+    let h = harness_answering(&Answer::Mock(ResponseTemplate::new(400).set_body_json(
+        serde_json::json!({
+            "error": "invalid_request\r\n<script>",
+            "error_description": format!("<img src=x onerror=alert(1)>\u{7}{}", "d".repeat(5000)),
+        }),
+    )))
+    .await;
+    let reply = h.call(Route::Callback, "callback").await;
+    assert_eq!(reply.status, 502);
+    assert!(
+        !reply.body.contains("<script>") && !reply.body.contains("<img"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.len() < 4000, "{} bytes", reply.body.len());
+    let reply = h.call(Route::Callback, "callback-json").await;
+    let body = reply.json();
+    assert!(!body["error"].as_str().unwrap().chars().any(char::is_control), "{body}");
+    assert!(
+        body["error_description"].as_str().unwrap().chars().count() <= 300,
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn provider_error_text_quoting_a_secret_is_not_passed_on() {
+    // Refresh: invalid_grant quoting the refresh token becomes the mark's reason.
+    let h = harness_answering(&Answer::Mock(ResponseTemplate::new(400).set_body_json(
+        serde_json::json!({
+            "error": "invalid_grant",
+            "error_description": "refresh token refresh-0 was revoked",
+        }),
+    )))
+    .await;
+    h.seed(&tokens("access-0", "refresh-0", START, START + 86_400)).await;
+    let token = h.call(Route::Token, "token").await;
+    let verify = h.call(Route::Verify, "verify").await;
+    assert_eq!((token.status, verify.status), (401, 404));
+    for reply in [&token, &verify] {
+        assert!(!reply.body.contains("refresh-0"), "{}", reply.body);
+    }
+
+    // Code exchange: the provider quotes the code and the client secret.
+    let h = harness_answering(&Answer::Mock(ResponseTemplate::new(401).set_body_json(
+        serde_json::json!({
+            "error": "invalid_client",
+            "error_description": format!("client secret {CLIENT_SECRET} does not match for code {CODE}"),
+        }),
+    )))
+    .await;
+    for event in ["callback", "callback-json"] {
+        let reply = h.call(Route::Callback, event).await;
+        assert_eq!(reply.status, 502);
+        assert!(
+            !reply.body.contains(CLIENT_SECRET) && !reply.body.contains(CODE),
+            "{event}: {}",
+            reply.body
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unreadable store records
+// ---------------------------------------------------------------------------------------------
+
+fn active_record() -> Vec<u8> {
+    ConnectionRecord::Active(tokens("access-x", "refresh-x", START + 1200, START + 86_400)).encode()
+}
+
+/// 32 bytes in base64, as TOKEN_ENCRYPTION_KEY takes them.
+fn encryption_key(fill: u8) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([fill; 32])
+}
+
+fn sealed(fill: u8, store_key: &str, plaintext: Vec<u8>) -> Vec<u8> {
+    let key = token_broker::sealing::parse_key(&encryption_key(fill)).unwrap();
+    token_broker::sealing::Sealer::new(&[key])
+        .seal(store_key, plaintext)
+        .unwrap()
+}
+
+/// Records the broker cannot read under `store_key`, each with a name. With encryption on
+/// (`encryption` is the configured key's fill byte), plaintext records and records sealed for another
+/// key or another store key are among them.
+fn unreadable_records(store_key: &str, encryption: Option<u8>) -> Vec<(&'static str, Vec<u8>)> {
+    let active = active_record();
+    let text = String::from_utf8(active.clone()).unwrap();
+    assert!(text.contains("\"format\":1"), "{text}");
+    let mut plain = vec![
+        ("truncated", active[..active.len() / 2].to_vec()),
+        ("cut by one byte", active[..active.len() - 1].to_vec()),
+        (
+            "older format 0",
+            text.replace("\"format\":1", "\"format\":0").into_bytes(),
+        ),
+        (
+            "newer format 2",
+            text.replace("\"format\":1", "\"format\":2").into_bytes(),
+        ),
+        (
+            "format as a string",
+            text.replace("\"format\":1", "\"format\":\"1\"").into_bytes(),
+        ),
+        ("no format", text.replace("\"format\":1,", "").into_bytes()),
+        ("garbage bytes", b"\xff\xfe\x00\x01garbage\x80".to_vec()),
+        (
+            "JSON of another shape",
+            br#"{"access_token":"access-x","refresh_token":"refresh-x"}"#.to_vec(),
+        ),
+        ("JSON list", b"[]".to_vec()),
+        ("JSON null", b"null".to_vec()),
+        ("JSON string", br#""active""#.to_vec()),
+        ("unknown status", br#"{"format":1,"status":"frozen"}"#.to_vec()),
+        (
+            "active without tokens",
+            br#"{"format":1,"status":"active","access_expires_at":1,"refresh_expires_at":2,"issued_at":0}"#.to_vec(),
+        ),
+        ("empty value", Vec::new()),
+        ("256 KiB of zeros", vec![0u8; 256 * 1024]),
+    ];
+    let Some(fill) = encryption else {
+        plain.push(("a sealed-looking blob", [&b"TBX1"[..], &[7u8; 60]].concat()));
+        plain.push(("a record sealed by some key", sealed(3, store_key, active)));
+        return plain;
+    };
+    // With encryption on, each of the above arrives sealed with the right key, and still cannot
+    // be read; so do these.
+    let mut records: Vec<(&'static str, Vec<u8>)> = plain
+        .into_iter()
+        .map(|(label, bytes)| (label, sealed(fill, store_key, bytes)))
+        .collect();
+    let good = sealed(fill, store_key, active.clone());
+    let mut tampered = good.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    records.extend([
+        ("a valid record in plaintext", active.clone()),
+        (
+            "sealed under another key",
+            sealed(fill.wrapping_add(1), store_key, active.clone()),
+        ),
+        (
+            "sealed for another store key",
+            sealed(fill, "elsewhere:conn:default:tokens", active),
+        ),
+        ("a sealed record with one bit flipped", tampered),
+        ("a sealed record cut short", good[..good.len() - 1].to_vec()),
+        ("the sealed header only", good[..20].to_vec()),
+    ]);
+    records
+}
+
+/// For every unreadable record: /token, /verify, /revoke and keep-alive answer
+/// `store_unreadable` (or report a failure) and leave it byte for byte; then a new login (with
+/// the shared state, and with a one-time state) replaces it, and so does a forced revoke.
+async fn unreadable_records_are_kept_and_healed<S: Store>(h: &Harness<S>, encryption: Option<u8>) {
+    provider_answers(
+        &h.provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("access-healed", "refresh-healed")),
+    )
+    .await;
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path(REVOCATION_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&h.provider)
+        .await;
+    let key = h.tokens_key();
+    let records = unreadable_records(&key, encryption);
+    assert!(records.len() >= 17);
+    for (label, bytes) in records {
+        assert!(
+            h.app.open_record(&key, bytes.clone()).is_err(),
+            "{label} is readable after all"
+        );
+        h.app
+            .store
+            .write(&key, Expect::Any, &bytes, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let before = h.app.store.load(&key).await.unwrap().unwrap();
+        assert_eq!(before.data, bytes, "{label}: not stored as given");
+        let calls = provider_calls(h).await;
+
+        for (route, request) in [
+            (Route::Token, event_request("token")),
+            (Route::Token, event_with_query("token", "min_ttl=3600")),
+            (Route::Verify, event_request("verify")),
+            (Route::Verify, event_with_query("verify", "connection=default")),
+            (Route::Revoke, event_request("revoke")),
+        ] {
+            let what = format!("{label}: {} {}", request.method(), request.uri());
+            let reply = h.call_request(route, request).await;
+            expect_json_error(&what, &reply, 500, "store_unreadable");
+            assert_eq!(
+                h.app.store.load(&key).await.unwrap().as_ref(),
+                Some(&before),
+                "{what}: the record changed"
+            );
+        }
+        let reports = keepalive::run(&h.app).await.unwrap();
+        assert_eq!(reports.len(), 1, "{label}: {reports:?}");
+        assert_eq!(reports[0].outcome, "failed", "{label}: {reports:?}");
+        assert_eq!(
+            h.app.store.load(&key).await.unwrap().as_ref(),
+            Some(&before),
+            "{label}: keep-alive"
+        );
+        assert_eq!(provider_calls(h).await, calls, "{label}: the provider was called");
+
+        // A new login heals it: with the shared state, and with a one-time state from /login.
+        let reply = h.call(Route::Callback, "callback-json").await;
+        assert_eq!(reply.status, 200, "{label}: callback: {}", reply.body);
+        let healed = h.app.store.load(&key).await.unwrap().unwrap();
+        match h.app.open_record(&key, healed.data) {
+            Ok(ConnectionRecord::Active(tokens)) => assert_eq!(tokens.access_token.expose(), "access-healed"),
+            other => panic!("{label}: after the callback: {other:?}"),
+        }
+        h.app
+            .store
+            .write(&key, Expect::Any, &bytes, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let login = h.call(Route::Login, "login-json").await;
+        let url = reqwest::Url::parse(login.json()["authorization_url"].as_str().unwrap()).unwrap();
+        let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+        let reply = h
+            .call_request(
+                Route::Callback,
+                event_with_query("callback-json", &format!("code=c&state={state}")),
+            )
+            .await;
+        assert_eq!(
+            reply.status, 200,
+            "{label}: callback with a one-time state: {}",
+            reply.body
+        );
+        let healed = h.app.store.load(&key).await.unwrap().unwrap();
+        assert!(
+            matches!(h.app.open_record(&key, healed.data), Ok(ConnectionRecord::Active(_))),
+            "{label}: not healed by a one-time state"
+        );
+        // The forced revoke is the other documented way out.
+        h.app
+            .store
+            .write(&key, Expect::Any, &bytes, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let reply = h.call(Route::Revoke, "revoke-force").await;
+        assert_eq!(reply.status, 200, "{label}: forced revoke: {}", reply.body);
+        assert!(
+            h.app.store.load(&key).await.unwrap().is_none(),
+            "{label}: forced revoke"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreadable_records_in_redis_are_500_left_untouched_and_healed_by_a_new_login() {
+    unreadable_records_are_kept_and_healed(&Harness::new().await, None).await;
+}
+
+#[tokio::test]
+async fn unreadable_records_under_encryption_are_500_left_untouched_and_healed_by_a_new_login() {
+    let h = Harness::with(&[("TOKEN_ENCRYPTION_KEY", &encryption_key(5))]).await;
+    unreadable_records_are_kept_and_healed(&h, Some(5)).await;
+}
+
+#[cfg(feature = "local")]
+#[tokio::test]
+async fn unreadable_records_in_the_embedded_store_are_500_left_untouched_and_healed_by_a_new_login() {
+    unreadable_records_are_kept_and_healed(&Harness::embedded(&[]).await, None).await;
+}
+
+/// A connection of the test's own, to put keys in shapes the broker never writes.
+async fn redis_connection() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn dump(connection: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<Vec<u8>> {
+    redis::cmd("DUMP").arg(key).query_async(connection).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_redis_key_of_the_wrong_shape_is_500_and_left_untouched() {
+    for (label, commands) in redis_shapes() {
+        let h = stocked().await;
+        let key = h.tokens_key();
+        let mut redis = redis_connection().await;
+        let _: () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
+        for command in commands {
+            let mut cmd = redis::cmd(command[0]);
+            cmd.arg(&key);
+            for arg in &command[1..] {
+                cmd.arg(*arg);
+            }
+            let _: redis::Value = cmd.query_async(&mut redis).await.unwrap();
+        }
+        let before = dump(&mut redis, &key).await;
+        for (route, event) in [
+            (Route::Token, "token"),
+            (Route::Verify, "verify"),
+            (Route::Revoke, "revoke"),
+        ] {
+            let reply = h.call(route, event).await;
+            assert_eq!(reply.status, 500, "{label}, {}: {}", route.path(), reply.body);
+            assert!(
+                matches!(reply.error().as_str(), "store_error" | "store_unreadable"),
+                "{label}: {}",
+                reply.body
+            );
+            assert_eq!(dump(&mut redis, &key).await, before, "{label}, {}", route.path());
+        }
+        assert_eq!(provider_calls(&h).await, 0, "{label}");
+    }
+}
+
+/// The tokens key in a shape the broker never writes: another Redis type, or a hash missing a
+/// field or with a field that is not what it should be.
+fn redis_shapes() -> Vec<(&'static str, Vec<Vec<&'static str>>)> {
+    vec![
+        ("a plain string", vec![vec!["SET", "{\"format\":1}"]]),
+        ("a list", vec![vec!["RPUSH", "a", "b"]]),
+        ("a hash without data", vec![vec!["HSET", "gen", "3"]]),
+        ("a hash without gen", vec![vec!["HSET", "data", "{}"]]),
+        (
+            "a hash with a non-numeric gen",
+            vec![vec!["HSET", "gen", "three", "data", "{}"]],
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_redis_key_of_the_wrong_shape_is_healed_by_a_new_login() {
+    let mut stuck = Vec::new();
+    for (label, commands) in redis_shapes() {
+        for event in ["callback-json", "one-time state"] {
+            let h = stocked().await;
+            let key = h.tokens_key();
+            let mut redis = redis_connection().await;
+            let _: () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
+            for command in &commands {
+                let mut cmd = redis::cmd(command[0]);
+                cmd.arg(&key);
+                for arg in &command[1..] {
+                    cmd.arg(*arg);
+                }
+                let _: redis::Value = cmd.query_async(&mut redis).await.unwrap();
+            }
+            let request = if event == "one-time state" {
+                let login = h.call(Route::Login, "login-json").await;
+                let url = reqwest::Url::parse(login.json()["authorization_url"].as_str().unwrap()).unwrap();
+                let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+                event_with_query("callback-json", &format!("code=c&state={state}"))
+            } else {
+                event_request(event)
+            };
+            let reply = h.call_request(Route::Callback, request).await;
+            let healed = match h.app.store.load(&key).await {
+                Ok(Some(stored)) => matches!(h.app.open_record(&key, stored.data), Ok(ConnectionRecord::Active(_))),
+                _ => false,
+            };
+            if reply.status != 200 || !healed {
+                stuck.push(format!("{label} via {event}: HTTP {} {}", reply.status, reply.body));
+            }
+        }
+    }
+    assert!(stuck.is_empty(), "not healed:\n{}", stuck.join("\n"));
+}
+
+#[tokio::test]
+async fn an_unreadable_record_of_another_connection_does_not_break_the_default_monitor() {
+    let h = stocked().await;
+    h.app
+        .store
+        .write(&h.app.tokens_key("lab-2"), Expect::Any, b"\xff garbage", None)
+        .await
+        .unwrap();
+    let reply = h.call(Route::Verify, "verify").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["status"], "valid");
+    let names: Vec<&str> = body["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["connection"].as_str())
+        .collect();
+    assert_eq!(names, ["default", "lab-2"], "{body}");
+    // Asked about directly, the broken one is still 500.
+    let reply = h
+        .call_request(Route::Verify, event_with_query("verify", "connection=lab-2"))
+        .await;
+    expect_json_error("lab-2", &reply, 500, "store_unreadable");
+}
