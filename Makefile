@@ -11,7 +11,7 @@ TOOLS := target/tools-venv
 TOOLS_BIN := $(abspath $(TOOLS))/bin
 FUNCTIONS := login callback token verify revoke keepalive
 
-.PHONY: help serve keepalive test lint fmt build tools deploy watch invoke bench clean
+.PHONY: help serve keepalive test lint fmt build tools deploy watch invoke bench fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ invoke: tools ## Send events/$(EVENT).json to function $(FN) running under `make
 BENCH ?= full
 bench: ## Benchmark the functions against a hello-world (BENCH=short: quick check, no zips); see BENCHMARKS.md
 	BENCH=$(BENCH) FUNCTIONS="$(FUNCTIONS)" scripts/bench.sh
+
+FUZZ_SECONDS ?= 60
+fuzz: ## Fuzz the parsers with cargo-fuzz, FUZZ_SECONDS (default 60) per target; installs cargo-fuzz if missing
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 clean: ## Remove build output
 	cargo clean

@@ -18,35 +18,37 @@ pub fn run(route: routes::Route) -> Result<(), Error> {
     })
 }
 
-/// Repairs what lambda_http cannot turn into a request without panicking (it builds a URI from
-/// the raw query, the Host and X-Forwarded-Proto headers, and decodes base64 bodies with
-/// `expect`). API Gateway can pass such bytes through from any client, and a panic would end the
-/// whole instance, since release builds abort on panic. Public for the tests and fuzz targets.
+/// Repairs what lambda_http cannot turn into a request without panicking: it builds a URI from
+/// the stage, raw path and raw query, the Host and X-Forwarded-Proto headers or the request
+/// context's domain name, and decodes base64 bodies, with `unwrap` and `expect`. API Gateway can
+/// pass bytes through from any client, and a panic must not take an instance down. The broker's
+/// functions use neither the host nor the path (each serves one route); the query is only
+/// re-encoded, so the strict query parser still sees, and refuses, whatever was wrong with it.
+/// Public for the tests and fuzz targets.
 pub fn sanitize(mut event: LambdaEvent<LambdaRequest>) -> LambdaEvent<LambdaRequest> {
     if let LambdaRequest::ApiGatewayV2(request) = &mut event.payload {
-        if let Some(query) = request.raw_query_string.as_mut()
-            && (format!("/?{query}").parse::<lambda_http::http::Uri>().is_err() || query.contains('#'))
-        {
-            // Percent-encode what a URI cannot hold; the broker's strict query parser then
-            // decides whether the result means anything.
-            let mut repaired = String::with_capacity(query.len());
-            for c in query.chars() {
-                if c.is_ascii_control()
-                    || matches!(c, ' ' | '"' | '<' | '>' | '#' | '\\' | '^' | '`' | '{' | '|' | '}')
-                    || !c.is_ascii()
-                {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        repaired.push_str(&format!("%{b:02X}"));
-                    }
-                } else {
-                    repaired.push(c);
-                }
-            }
-            *query = repaired;
+        if let Some(query) = request.raw_query_string.as_mut() {
+            *query = uri_safe(query, b"/?");
         }
-        // Only lambda_http's URI uses these; without them it falls back to the request context's
-        // domain name and https, which API Gateway always sets.
+        let path = request.raw_path.as_deref().unwrap_or("/");
+        let path = uri_safe(path, b"/");
+        request.raw_path = Some(if path.starts_with('/') {
+            path
+        } else {
+            format!("/{path}")
+        });
+        let plain =
+            |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-$".contains(&b));
+        if request
+            .request_context
+            .stage
+            .as_deref()
+            .is_some_and(|stage| !plain(stage))
+        {
+            request.request_context.stage = Some("$default".to_owned());
+        }
+        // Without a host, lambda_http builds a relative URI: nothing the broker reads is lost.
+        request.request_context.domain_name = None;
         request.headers.remove("host");
         request.headers.remove("x-forwarded-proto");
         if request.is_base64_encoded
@@ -60,6 +62,25 @@ pub fn sanitize(mut event: LambdaEvent<LambdaRequest>) -> LambdaEvent<LambdaRequ
         }
     }
     event
+}
+
+/// `text` with every byte a URI path or query cannot hold percent-encoded, including a `%` that
+/// does not start a valid escape; `extra` are the delimiters the part may keep.
+fn uri_safe(text: &str, extra: &[u8]) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    for (at, &byte) in bytes.iter().enumerate() {
+        let escape_start = byte == b'%'
+            && bytes.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(at + 2).is_some_and(u8::is_ascii_hexdigit);
+        let keep = byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte) || extra.contains(&byte);
+        if keep || escape_start {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// The scheduled keep-alive function: each invocation (an EventBridge event, whatever its
