@@ -267,3 +267,43 @@ async fn the_server_runs_keepalive_on_its_own() {
     server.stop();
     assert_eq!(fake.rejected(), 0);
 }
+
+#[tokio::test]
+async fn named_connections_work_in_local_mode() {
+    let provider = MockServer::start().await;
+    let fake = Arc::new(RotatingProvider::default());
+    fake.mount(&provider, Duration::ZERO).await;
+    let dir = data_dir("local-connections");
+    let env = local_env(&provider, free_port(), &dir);
+    let server = Server::start(&dir, &env).await;
+
+    for connection in ["lab-1", "lab-2"] {
+        let (status, login) = server.get(&format!("/login?connection={connection}"), true).await;
+        assert_eq!(status, 200, "{login}");
+        let url = reqwest::Url::parse(login["authorization_url"].as_str().unwrap()).unwrap();
+        let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+        let (status, body) = server
+            .get(&format!("/callback?code=c-{connection}&state={state}"), false)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    assert_eq!(
+        server.get("/token?connection=lab-1", true).await.1["access_token"],
+        "access-1"
+    );
+    assert_eq!(
+        server.get("/token?connection=lab-2", true).await.1["access_token"],
+        "access-2"
+    );
+    assert_eq!(server.get("/token", true).await.0, 401);
+    let (_, listing) = server.get("/verify", true).await;
+    let names: Vec<&str> = listing["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["connection"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["lab-1", "lab-2"]);
+    server.stop();
+}
