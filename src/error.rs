@@ -226,6 +226,11 @@ impl BrokerError {
         }
     }
 
+    /// The response, or the error as JSON: the end of every API route.
+    pub fn or_json(result: Result<Response<Body>, BrokerError>) -> Response<Body> {
+        result.unwrap_or_else(BrokerError::into_json)
+    }
+
     /// A JSON error body, for API clients.
     pub fn into_json(self) -> Response<Body> {
         let reply = self.reply();

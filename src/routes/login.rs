@@ -26,10 +26,7 @@ pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body>
         return submit(app, request).await;
     }
     if request::has_key(request) || request::prefers_json(request) {
-        return match start_json(app, request).await {
-            Ok(response) => response,
-            Err(error) => error.into_json(),
-        };
+        return BrokerError::or_json(start_json(app, request).await);
     }
     match Query::parse(request).and_then(|query| connection::from_query(&query)) {
         Ok(connection) => form(app, StatusCode::OK, &connection, None),

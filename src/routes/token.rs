@@ -15,10 +15,7 @@ use crate::{
 };
 
 pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body> {
-    match serve(app, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_json(),
-    }
+    BrokerError::or_json(serve(app, request).await)
 }
 
 async fn serve<S: Store>(app: &App<S>, request: &Request) -> Result<Response<Body>, BrokerError> {

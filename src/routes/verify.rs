@@ -19,10 +19,7 @@ use crate::{
 };
 
 pub async fn handle<S: Store>(app: &App<S>, request: &Request) -> Response<Body> {
-    match inspect(app, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_json(),
-    }
+    BrokerError::or_json(inspect(app, request).await)
 }
 
 async fn inspect<S: Store>(app: &App<S>, request: &Request) -> Result<Response<Body>, BrokerError> {
