@@ -1,0 +1,555 @@
+//! token-broker's benchmark (`make bench`; BENCHMARKS.md explains the figures).
+//!
+//! Starts a redis-server and a fake provider on loopback, then runs every Lambda function and a
+//! `lambda_http` hello-world side by side through a stand-in for the Lambda Runtime API, and
+//! prints one Markdown table: cold start, warm `/token` latency against a raw Redis read, Redis
+//! round trips, the refresh path, peak memory, zip size and CPU per call by runtime flavour.
+//! It reports; it never fails on a figure. It fails only when a function does not work.
+
+mod function;
+mod monitor;
+mod provider;
+mod redis_server;
+mod report;
+mod runtime_api;
+mod stats;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use bytes::Bytes;
+
+use crate::{
+    function::{Running, Spec},
+    monitor::{Monitor, Traffic},
+    provider::FakeProvider,
+    redis_server::{Redis, RedisServer},
+};
+
+/// The values the events in `events/` were written for.
+const API_KEY: &str = "test-api-key";
+const OAUTH_STATE: &str = "test-oauth-state";
+/// What EventBridge sends a scheduled function.
+const SCHEDULED_EVENT: &str = concat!(
+    r#"{"version":"0","id":"53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa","detail-type":"Scheduled Event","#,
+    r#""source":"aws.events","account":"123456789012","time":"2026-11-23T06:00:00Z","region":"eu-west-1","#,
+    r#""resources":["arn:aws:events:eu-west-1:123456789012:rule/token-broker-keepalive"],"detail":{}}"#
+);
+/// The fake provider's delay on the refresh path, subtracted from what the caller sees.
+const PROVIDER_DELAY: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Full,
+    Short,
+}
+
+/// How many of everything: the short mode only checks that the bench works.
+struct Plan {
+    cold_runs: usize,
+    token_rounds: usize,
+    token_calls_per_round: usize,
+    other_calls: usize,
+    count_calls: usize,
+    refresh_calls: usize,
+}
+
+impl Plan {
+    fn for_mode(mode: Mode) -> Self {
+        match mode {
+            Mode::Full => Self {
+                cold_runs: 20,
+                token_rounds: 10,
+                token_calls_per_round: 1_000,
+                other_calls: 500,
+                count_calls: 1_000,
+                refresh_calls: 100,
+            },
+            Mode::Short => Self {
+                cold_runs: 3,
+                token_rounds: 4,
+                token_calls_per_round: 250,
+                other_calls: 50,
+                count_calls: 200,
+                refresh_calls: 10,
+            },
+        }
+    }
+}
+
+struct Args {
+    mode: Mode,
+    functions: Vec<String>,
+    bin_dir: PathBuf,
+    baseline: PathBuf,
+    token_mt: Option<PathBuf>,
+    events: PathBuf,
+    zip_dir: Option<PathBuf>,
+    baseline_zip: Option<PathBuf>,
+    profile: String,
+    work: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut values = BTreeMap::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let name = flag
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected argument {flag}"))?;
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        values.insert(name.to_owned(), value);
+    }
+    let mut take = |name: &str| values.remove(name).filter(|v| !v.is_empty());
+    let required = |value: Option<String>, name: &str| value.ok_or_else(|| format!("--{name} is required"));
+    let args = Args {
+        mode: match take("mode").as_deref() {
+            None | Some("full") => Mode::Full,
+            Some("short") => Mode::Short,
+            Some(other) => return Err(format!("--mode must be full or short, not {other}")),
+        },
+        functions: required(take("functions"), "functions")?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        bin_dir: required(take("bin-dir"), "bin-dir")?.into(),
+        baseline: required(take("baseline"), "baseline")?.into(),
+        token_mt: take("token-mt").map(PathBuf::from),
+        events: required(take("events"), "events")?.into(),
+        zip_dir: take("zip-dir").map(PathBuf::from),
+        baseline_zip: take("baseline-zip").map(PathBuf::from),
+        profile: take("profile").unwrap_or_else(|| "release".to_owned()),
+        work: required(take("work"), "work")?.into(),
+    };
+    if let Some(unknown) = values.keys().next() {
+        return Err(format!("unknown option --{unknown}"));
+    }
+    Ok(args)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("bench: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args).await {
+        Ok(results) => {
+            let text = report::render(&args, &results);
+            println!("{text}");
+            let path = args.work.join("report.md");
+            if let Err(error) = std::fs::write(&path, &text) {
+                eprintln!("bench: cannot write {}: {error}", path.display());
+            }
+            if results.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("bench: the figures above are incomplete:");
+                for problem in &results.problems {
+                    eprintln!("  - {problem}");
+                }
+                ExitCode::FAILURE
+            }
+        }
+        Err(message) => {
+            eprintln!("bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Cold starts of one function.
+#[derive(Default)]
+pub struct Cold {
+    /// One per round, in round order, so that rounds can be paired across functions.
+    pub first_answer: Vec<Duration>,
+    pub init: Vec<Duration>,
+    /// CPU time the process had used by its first answer: less sensitive than wall time to
+    /// what else the machine is doing.
+    pub cpu: Vec<Duration>,
+    pub rss_kib: Vec<u64>,
+    pub statuses: BTreeSet<u16>,
+}
+
+/// A warm run of one function process.
+#[derive(Default)]
+pub struct Warm {
+    pub latencies: Vec<Duration>,
+    pub cpu: Duration,
+    pub calls: usize,
+    pub peak_rss_kib: Option<u64>,
+    pub rss_split_kib: Option<(u64, u64)>,
+    pub threads: usize,
+    /// Redis commands per call, for the functions measured on their own.
+    pub commands: Option<PerCall>,
+}
+
+impl Warm {
+    pub fn cpu_per_call(&self) -> Option<Duration> {
+        (self.calls > 0).then(|| self.cpu / self.calls as u32)
+    }
+}
+
+#[derive(Default)]
+pub struct Results {
+    pub plan_note: String,
+    /// label → cold starts; labels are the function names, `baseline` and `baseline-mt`.
+    pub cold: BTreeMap<String, Cold>,
+    pub warm: BTreeMap<String, Warm>,
+    pub raw_hmget: Vec<Duration>,
+    /// Redis commands of one warm `/token`, averaged over many.
+    pub token_commands: Option<PerCall>,
+    /// Redis commands of a cold `/token` (connection set-up and the read).
+    pub cold_token_commands: Option<PerCall>,
+    /// Refresh-path latency with the provider's own time taken out.
+    pub refresh: Vec<Duration>,
+    pub refresh_commands: Option<PerCall>,
+    pub refresh_provider_calls: f64,
+    pub zips: BTreeMap<String, u64>,
+    pub binaries: BTreeMap<String, u64>,
+    pub functions: Vec<String>,
+    pub problems: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Functions whose state others depend on run in a fixed place: `callback` stores the tokens the
+/// others read, `revoke` deletes them.
+fn run_order(name: &str) -> u8 {
+    match name {
+        "login" => 0,
+        "callback" => 1,
+        "revoke" => 3,
+        _ => 2,
+    }
+}
+
+async fn run(args: &Args) -> Result<Results, String> {
+    let plan = Plan::for_mode(args.mode);
+    let logs = args.work.join("logs");
+    let _ = std::fs::remove_dir_all(&logs);
+    std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+    let redis_server = RedisServer::start(&args.work.join("redis"))?;
+    let mut redis = Redis::connect(&redis_server.url()).await?;
+    let provider = FakeProvider::start().await.map_err(|e| e.to_string())?;
+
+    let mut results = Results {
+        plan_note: format!(
+            "{} cold starts per function (paired with the hello-world started just before; median), {} warm \
+             calls each of /token, the hello-worlds and a raw HMGET, taking turns in {} rounds; {} warm calls of \
+             every other function; {} refreshes",
+            plan.cold_runs,
+            plan.token_rounds * plan.token_calls_per_round,
+            plan.token_rounds,
+            plan.other_calls,
+            plan.refresh_calls
+        ),
+        ..Results::default()
+    };
+
+    let broker_env: Vec<(String, String)> = [
+        ("CLIENT_ID", "bench-client".to_owned()),
+        ("CLIENT_SECRET", "bench-client-secret".to_owned()),
+        ("TOKEN_URL", provider.url("/token")),
+        ("AUTHORIZE_URL", "https://provider.example/oauth2/authorize".to_owned()),
+        ("REVOCATION_URL", provider.url("/revoke")),
+        ("REDIRECT_URI", "https://broker.example/callback".to_owned()),
+        ("OAUTH_STATE", OAUTH_STATE.to_owned()),
+        ("ALLOW_STATIC_STATE", "true".to_owned()),
+        ("API_KEY", API_KEY.to_owned()),
+        ("REDIS_URL", redis_server.url()),
+        ("KEY_PREFIX", "bench".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+
+    let spec = |label: &str, bin: &Path, env: Vec<(String, String)>| Spec {
+        label: label.to_owned(),
+        bin: bin.to_owned(),
+        env,
+        log: logs.join(format!("{label}.log")),
+    };
+    let read_event = |name: &str| -> Result<Bytes, String> {
+        let path = args.events.join(format!("{name}.json"));
+        std::fs::read(&path)
+            .map(Bytes::from)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+
+    // What runs: the two hello-worlds, every function that has an event of its own, and the
+    // multi-threaded /token variant when it was built.
+    let token_event = read_event("token")?;
+    let mut runs: Vec<(Spec, Bytes)> = vec![
+        (spec("baseline", &args.baseline, vec![]), token_event.clone()),
+        (
+            spec(
+                "baseline-mt",
+                &args.baseline,
+                vec![("BASELINE_RUNTIME".to_owned(), "multi_thread".to_owned())],
+            ),
+            token_event.clone(),
+        ),
+    ];
+    let mut functions = args.functions.clone();
+    functions.sort_by_key(|name| run_order(name));
+    for name in &functions {
+        let bin = args.bin_dir.join(name);
+        if !bin.exists() {
+            results.problems.push(format!("{name}: no binary at {}", bin.display()));
+            continue;
+        }
+        if let Ok(size) = std::fs::metadata(&bin).map(|m| m.len()) {
+            results.binaries.insert(name.clone(), size);
+        }
+        // The keep-alive function takes EventBridge's scheduled event, whatever its content.
+        let event = match read_event(name) {
+            Err(_) if name == "keepalive" => Ok(Bytes::from_static(SCHEDULED_EVENT.as_bytes())),
+            other => other,
+        };
+        match event {
+            Ok(event) => {
+                results.functions.push(name.clone());
+                runs.push((spec(name, &bin, broker_env.clone()), event));
+            }
+            Err(error) => results.notes.push(format!("{name} not run: no event ({error})")),
+        }
+    }
+    if let Ok(size) = std::fs::metadata(&args.baseline).map(|m| m.len()) {
+        results.binaries.insert("baseline".to_owned(), size);
+    }
+    let token_mt = args.token_mt.as_ref().filter(|path| path.exists());
+    if let Some(path) = token_mt {
+        // After `token`, which it mirrors; `revoke` stays last.
+        let at = runs.iter().position(|(s, _)| s.label == "revoke").unwrap_or(runs.len());
+        runs.insert(at, (spec("token-mt", path, broker_env.clone()), token_event.clone()));
+    }
+
+    // 1. Cold starts, interleaved so that drift in the machine's load spreads over all of them.
+    //    The first round only warms the page cache and is not counted.
+    eprintln!("bench: cold starts ({} rounds)", plan.cold_runs);
+    for round in 0..=plan.cold_runs {
+        for (spec, event) in &runs {
+            let (running, call) = Running::start(spec, event).await?;
+            if round > 0 {
+                let cold = results.cold.entry(spec.label.clone()).or_default();
+                cold.first_answer.push(call.latency);
+                cold.cpu.push(running.cpu_time());
+                cold.init.extend(running.init_duration());
+                cold.rss_kib.extend(running.peak_rss_kib());
+                cold.statuses.insert(call.status);
+            } else if call.status >= 400 && !spec.label.starts_with("baseline") {
+                results
+                    .problems
+                    .push(format!("{} answered {}: {}", spec.label, call.status, call.body));
+            }
+            running.stop().await;
+        }
+    }
+    if !results.problems.is_empty() {
+        return Ok(results);
+    }
+
+    let token = runs.iter().find(|(s, _)| s.label == "token").cloned();
+    let callback = runs.iter().find(|(s, _)| s.label == "callback").cloned();
+    let (Some((token_spec, _)), Some((callback_spec, callback_event))) = (token, callback) else {
+        results
+            .problems
+            .push("the token and callback functions are needed for the hot-path figures".to_owned());
+        return Ok(results);
+    };
+    // Fresh tokens for everything below (revoke, last in every round, deleted them).
+    seed(&callback_spec, &callback_event).await?;
+    let record_key = redis.token_record_key().await?;
+
+    // 2. Redis commands of a cold /token: connection set-up plus the read.
+    let monitor = Monitor::start(redis_server.port).await?;
+    let (running, call) = Running::start(&token_spec, &token_event).await?;
+    expect_ok(&call, "token")?;
+    running.stop().await;
+    results.cold_token_commands = Some(PerCall::of(monitor.finish().await?, 1));
+
+    // 3. Warm runs. The hello-worlds, /token (and its multi_thread variant) and the raw read of
+    //    the same record take turns in rounds, so that they share the machine's varying load.
+    eprintln!("bench: warm invocations");
+    let in_group = |label: &str| label.starts_with("baseline") || label == "token" || label.starts_with("token-");
+    let mut group = Vec::new();
+    for (spec, event) in runs.iter().filter(|(s, _)| in_group(&s.label)) {
+        let (running, call) = Running::start(spec, event).await?;
+        expect_ok(&call, &spec.label)?;
+        group.push((spec.label.clone(), running, event.clone(), Warm::default()));
+    }
+    for _ in 0..(plan.token_calls_per_round / 4).max(50) {
+        for (label, running, event, _) in &mut group {
+            expect_ok(&running.invoke(event).await?, label)?;
+        }
+        redis.timed_hmget(&record_key).await?;
+    }
+    for _ in 0..plan.token_rounds {
+        for (label, running, event, warm) in &mut group {
+            let cpu_before = running.cpu_time();
+            for _ in 0..plan.token_calls_per_round {
+                let call = running.invoke(event).await?;
+                expect_ok(&call, label)?;
+                warm.latencies.push(call.latency);
+            }
+            warm.cpu += running.cpu_time() - cpu_before;
+            warm.calls += plan.token_calls_per_round;
+        }
+        for _ in 0..plan.token_calls_per_round {
+            results.raw_hmget.push(redis.timed_hmget(&record_key).await?);
+        }
+    }
+    for (label, mut running, event, mut warm) in group {
+        if label == "token" {
+            // Round trips per warm call, as the server saw them.
+            let monitor = Monitor::start(redis_server.port).await?;
+            for _ in 0..plan.count_calls {
+                expect_ok(&running.invoke(&event).await?, "token")?;
+            }
+            results.token_commands = Some(PerCall::of(monitor.finish().await?, plan.count_calls));
+        }
+        warm.peak_rss_kib = running.peak_rss_kib();
+        warm.rss_split_kib = running.rss_split_kib();
+        warm.threads = running.threads();
+        running.stop().await;
+        results.warm.insert(label, warm);
+    }
+    // Every other function on its own; login last, as its pending logins stay in Redis for
+    // minutes and would lengthen the key scans of the others.
+    let mut others: Vec<_> = runs.iter().filter(|(s, _)| !in_group(&s.label)).collect();
+    others.sort_by_key(|(s, _)| s.label == "login");
+    for (spec, event) in others {
+        let warm = warm_run(spec, event, plan.other_calls, redis_server.port).await?;
+        results.warm.insert(spec.label.clone(), warm);
+        if spec.label == "revoke" {
+            seed(&callback_spec, &callback_event).await?;
+        }
+    }
+
+    // 4. The refresh path: every /token finds its token inside the refresh window (the provider
+    //    issues 30-second tokens, the skew is 60 s) and refreshes through a provider that takes
+    //    PROVIDER_DELAY to answer.
+    eprintln!("bench: refresh path");
+    provider.set(30, PROVIDER_DELAY);
+    seed(&callback_spec, &callback_event).await?;
+    let (mut running, _) = Running::start(&token_spec, &token_event).await?;
+    expect_ok(&running.invoke(&token_event).await?, "token")?;
+    let requests_before = provider.token_requests();
+    for _ in 0..plan.refresh_calls {
+        let call = running.invoke(&token_event).await?;
+        expect_ok(&call, "token (refreshing)")?;
+        results.refresh.push(call.latency.saturating_sub(provider.last_hold()));
+    }
+    results.refresh_provider_calls =
+        (provider.token_requests() - requests_before) as f64 / plan.refresh_calls.max(1) as f64;
+    // Counted apart: MONITOR slows Redis down.
+    let counted = 10;
+    let monitor = Monitor::start(redis_server.port).await?;
+    for _ in 0..counted {
+        expect_ok(&running.invoke(&token_event).await?, "token (refreshing)")?;
+    }
+    results.refresh_commands = Some(PerCall::of(monitor.finish().await?, counted));
+    running.stop().await;
+    provider.set(1799, Duration::ZERO);
+
+    // 5. Zips, when they were built.
+    if let Some(dir) = &args.zip_dir {
+        for name in &results.functions {
+            let path = dir.join(name).join("bootstrap.zip");
+            match std::fs::metadata(&path) {
+                Ok(meta) => {
+                    results.zips.insert(name.clone(), meta.len());
+                }
+                Err(error) => results.problems.push(format!("{}: {error}", path.display())),
+            }
+        }
+    }
+    if let Some(path) = &args.baseline_zip {
+        match std::fs::metadata(path) {
+            Ok(meta) => {
+                results.zips.insert("baseline".to_owned(), meta.len());
+            }
+            Err(error) => results.problems.push(format!("{}: {error}", path.display())),
+        }
+    }
+    drop(redis_server);
+    Ok(results)
+}
+
+/// Stores a fresh token pair the way a login does: one `/callback` with the static state.
+async fn seed(callback: &Spec, event: &Bytes) -> Result<(), String> {
+    let (running, call) = Running::start(callback, event).await?;
+    running.stop().await;
+    expect_ok(&call, "callback")
+}
+
+fn expect_ok(call: &function::Call, what: &str) -> Result<(), String> {
+    if call.status == 200 {
+        Ok(())
+    } else {
+        Err(format!("{what} answered {}: {}", call.status, call.body))
+    }
+}
+
+async fn warm_run(spec: &Spec, event: &Bytes, calls: usize, redis_port: u16) -> Result<Warm, String> {
+    let (mut running, _) = Running::start(spec, event).await?;
+    for _ in 0..(calls / 10).max(20) {
+        running.invoke(event).await?;
+    }
+    let mut warm = Warm {
+        calls,
+        ..Warm::default()
+    };
+    let cpu_before = running.cpu_time();
+    for _ in 0..calls {
+        warm.latencies.push(running.invoke(event).await?.latency);
+    }
+    warm.cpu = running.cpu_time() - cpu_before;
+    let counted = 20;
+    let monitor = Monitor::start(redis_port).await?;
+    for _ in 0..counted {
+        running.invoke(event).await?;
+    }
+    warm.commands = Some(PerCall::of(monitor.finish().await?, counted));
+    warm.peak_rss_kib = running.peak_rss_kib();
+    warm.rss_split_kib = running.rss_split_kib();
+    warm.threads = running.threads();
+    running.stop().await;
+    Ok(warm)
+}
+
+/// Redis commands per invocation: sent by the function (round trips), and run by its scripts.
+pub struct PerCall {
+    pub client: BTreeMap<String, f64>,
+    pub scripted: BTreeMap<String, f64>,
+}
+
+impl PerCall {
+    fn of(traffic: Traffic, calls: usize) -> Self {
+        let per = |counts: BTreeMap<String, u64>| {
+            counts
+                .into_iter()
+                .map(|(name, count)| (name, count as f64 / calls.max(1) as f64))
+                .collect()
+        };
+        Self {
+            client: per(traffic.client),
+            scripted: per(traffic.scripted),
+        }
+    }
+
+    pub fn round_trips(&self) -> f64 {
+        self.client.values().sum()
+    }
+}

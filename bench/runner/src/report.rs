@@ -1,0 +1,415 @@
+//! The one Markdown table `make bench` prints.
+
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+use crate::{
+    Args, Mode, PerCall, Results,
+    stats::{median, micros, millis, summarize},
+};
+
+const COLD_TARGET: f64 = 1.3;
+const RSS_TARGET: f64 = 1.5;
+const HOT_PATH_MARGIN: Duration = Duration::from_micros(100);
+const ZIP_TARGET_BYTES: u64 = 2_000_000;
+
+struct Row {
+    measure: String,
+    value: String,
+    baseline: String,
+    ratio: String,
+    target: &'static str,
+    met: String,
+}
+
+fn row(measure: impl Into<String>, value: impl Into<String>) -> Row {
+    Row {
+        measure: measure.into(),
+        value: value.into(),
+        baseline: "—".to_owned(),
+        ratio: "—".to_owned(),
+        target: "—",
+        met: "—".to_owned(),
+    }
+}
+
+impl Row {
+    fn baseline(mut self, text: impl Into<String>) -> Self {
+        self.baseline = text.into();
+        self
+    }
+    fn ratio(mut self, ratio: Option<f64>) -> Self {
+        self.ratio = ratio.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×"));
+        self
+    }
+    fn target(mut self, target: &'static str, met: Option<bool>) -> Self {
+        self.target = target;
+        self.met = match met {
+            Some(true) => "yes".to_owned(),
+            Some(false) => "**no**".to_owned(),
+            None => "n/a".to_owned(),
+        };
+        self
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", millis(d))
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", micros(d))
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.2} MB", bytes as f64 / 1e6)
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+fn list(counts: &BTreeMap<String, f64>) -> String {
+    let parts: Vec<String> = counts.iter().map(|(name, n)| format!("{name} {}", trim(*n))).collect();
+    parts.join(", ")
+}
+
+fn commands(per_call: &PerCall) -> String {
+    let mut text = trim(per_call.round_trips());
+    if !per_call.client.is_empty() {
+        let _ = write!(text, " ({})", list(&per_call.client));
+    }
+    if !per_call.scripted.is_empty() {
+        let _ = write!(text, "; inside scripts: {}", list(&per_call.scripted));
+    }
+    text
+}
+
+fn trim(n: f64) -> String {
+    if (n - n.round()).abs() < 0.005 {
+        format!("{}", n.round() as i64)
+    } else {
+        format!("{n:.2}")
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or_else(|| "? GiB".to_owned(), |kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores ({cpu}), {memory} RAM, Linux {}, x86_64", kernel.trim())
+}
+
+pub fn render(args: &Args, r: &Results) -> String {
+    let mut rows = Vec::new();
+    let cold_of = |label: &str| r.cold.get(label).and_then(|c| median(&c.first_answer));
+    let describe_cold = |label: &str| {
+        let Some(cold) = r.cold.get(label) else {
+            return "not measured".to_owned();
+        };
+        let mut text = median(&cold.first_answer).map_or_else(|| "not measured".to_owned(), ms);
+        let mut parts = Vec::new();
+        if let Some(init) = median(&cold.init) {
+            parts.push(format!("init {}", ms(init)));
+        }
+        if let Some(cpu) = median(&cold.cpu) {
+            parts.push(format!("CPU {}", ms(cpu)));
+        }
+        if !parts.is_empty() {
+            let _ = write!(text, " ({})", parts.join(", "));
+        }
+        text
+    };
+    // Each round starts every process once, one after the other: the ratio of a function to the
+    // hello-world started just before it cancels most of the machine's drifting load.
+    let paired = |label: &str| -> Option<f64> {
+        let (cold, base) = (r.cold.get(label)?, r.cold.get("baseline")?);
+        let mut ratios: Vec<f64> = cold
+            .first_answer
+            .iter()
+            .zip(&base.first_answer)
+            .map(|(f, b)| f.as_secs_f64() / b.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        (!ratios.is_empty()).then(|| ratios[(ratios.len() - 1) / 2])
+    };
+    let base_text = describe_cold("baseline");
+
+    // Cold start.
+    for name in &r.functions {
+        let ratio = paired(name);
+        // Status 0: not an HTTP function (keep-alive answers its scheduled event with JSON).
+        let statuses: Vec<String> = r.cold.get(name).map_or_else(Vec::new, |c| {
+            c.statuses
+                .iter()
+                .map(|s| {
+                    if *s == 0 {
+                        "event".to_owned()
+                    } else {
+                        format!("HTTP {s}")
+                    }
+                })
+                .collect()
+        });
+        rows.push(
+            row(
+                format!("Cold start, `{name}` ({})", statuses.join("/")),
+                describe_cold(name),
+            )
+            .baseline(base_text.clone())
+            .ratio(ratio)
+            .target("≤ 1.3×", ratio.map(|x| x <= COLD_TARGET)),
+        );
+    }
+    for (label, what) in [
+        ("baseline-mt", "Cold start, hello-world on `multi_thread`"),
+        ("token-mt", "Cold start, `token` on `multi_thread`"),
+    ] {
+        if cold_of(label).is_some() {
+            rows.push(
+                row(what, describe_cold(label))
+                    .baseline(base_text.clone())
+                    .ratio(paired(label)),
+            );
+        }
+    }
+
+    // Warm /token.
+    let token = r.warm.get("token").and_then(|w| summarize(&w.latencies));
+    let base = r.warm.get("baseline").and_then(|w| summarize(&w.latencies));
+    let raw = summarize(&r.raw_hmget);
+    if let (Some(token), Some(base)) = (&token, &base) {
+        rows.push(
+            row("Warm `/token` p50, end to end through the Runtime API", us(token.p50))
+                .baseline(us(base.p50))
+                .ratio(ratio(micros(token.p50), micros(base.p50))),
+        );
+        rows.push(
+            row("Warm `/token` p99, end to end", us(token.p99))
+                .baseline(us(base.p99))
+                .ratio(ratio(micros(token.p99), micros(base.p99))),
+        );
+    }
+    if let Some(raw) = &raw {
+        rows.push(row(
+            "Raw `HMGET` of the same record from the bench (same client crate)",
+            format!("p50 {} · p99 {}", us(raw.p50), us(raw.p99)),
+        ));
+    }
+    if let (Some(token), Some(base), Some(raw)) = (&token, &base, &raw) {
+        let own = token.p50.saturating_sub(base.p50);
+        let bound = raw.p50 + HOT_PATH_MARGIN;
+        rows.push(
+            row(
+                "Hot path: `/token` p50 − hello-world p50 (the broker's own work)",
+                us(own),
+            )
+            .baseline(format!("raw HMGET p50 {}", us(raw.p50)))
+            .ratio(ratio(micros(own), micros(raw.p50)))
+            .target("≤ raw read + 100 µs", Some(own <= bound)),
+        );
+    }
+    if let Some(per_call) = &r.token_commands {
+        rows.push(
+            row("Redis round trips per warm `/token`", commands(per_call))
+                .target("exactly 1", Some(per_call.round_trips() == 1.0)),
+        );
+    }
+    if let Some(per_call) = &r.cold_token_commands {
+        rows.push(row(
+            "Redis round trips of a cold `/token` (connect + read)",
+            commands(per_call),
+        ));
+    }
+    if let Some(refresh) = summarize(&r.refresh) {
+        rows.push(
+            row(
+                "Refreshing `/token`, minus the provider's time",
+                format!("p50 {} · p99 {}", ms(refresh.p50), ms(refresh.p99)),
+            )
+            .baseline(format!("provider delay {} (subtracted)", ms(crate::PROVIDER_DELAY))),
+        );
+        if let Some(per_call) = &r.refresh_commands {
+            rows.push(row(
+                "Redis round trips per refreshing `/token`",
+                format!(
+                    "{}; provider requests per call: {}",
+                    commands(per_call),
+                    trim(r.refresh_provider_calls)
+                ),
+            ));
+        }
+    }
+
+    // Warm calls of the other functions (token has its own rows above).
+    let describe_warm = |label: &str| {
+        let warm = r.warm.get(label)?;
+        let summary = summarize(&warm.latencies)?;
+        let cpu = warm
+            .cpu_per_call()
+            .map_or_else(String::new, |cpu| format!(" · CPU {:.0} µs", micros(cpu)));
+        let redis = warm
+            .commands
+            .as_ref()
+            .map_or_else(String::new, |c| format!(" · Redis round trips {}", commands(c)));
+        Some(format!("p50 {} · p99 {}{cpu}{redis}", us(summary.p50), us(summary.p99)))
+    };
+    for name in r.functions.iter().filter(|name| *name != "token") {
+        if let Some(text) = describe_warm(name) {
+            let ratio = r
+                .warm
+                .get(name)
+                .and_then(|w| summarize(&w.latencies))
+                .zip(base.as_ref())
+                .and_then(|(s, b)| ratio(micros(s.p50), micros(b.p50)));
+            rows.push(
+                row(format!("Warm `{name}`, end to end"), text)
+                    .baseline(describe_warm("baseline").unwrap_or_default())
+                    .ratio(ratio),
+            );
+        }
+    }
+
+    // Memory.
+    let rss_of = |label: &str| r.warm.get(label).and_then(|w| w.peak_rss_kib);
+    let describe_rss = |label: &str| match (rss_of(label), r.warm.get(label).and_then(|w| w.rss_split_kib)) {
+        (Some(peak), Some((anon, file))) => format!(
+            "{} (at exit: heap/stack {}, file-backed {})",
+            mib(peak),
+            mib(anon),
+            mib(file)
+        ),
+        (Some(peak), None) => mib(peak),
+        _ => "not measured".to_owned(),
+    };
+    let base_rss = rss_of("baseline");
+    for name in &r.functions {
+        let value = rss_of(name);
+        let ratio = value.zip(base_rss).and_then(|(v, b)| ratio(v as f64, b as f64));
+        rows.push(
+            row(format!("Peak RSS (VmHWM), `{name}`"), describe_rss(name))
+                .baseline(describe_rss("baseline"))
+                .ratio(ratio)
+                .target("≤ 1.5×", ratio.map(|x| x <= RSS_TARGET)),
+        );
+    }
+
+    // Size.
+    if r.zips.is_empty() {
+        let sizes: Vec<String> = r
+            .binaries
+            .iter()
+            .filter(|(name, _)| *name != "baseline")
+            .map(|(name, size)| format!("{name} {}", mb(*size)))
+            .collect();
+        rows.push(
+            row(
+                match args.mode {
+                    Mode::Short => "Zip size (arm64): skipped in short mode; x86_64 binaries instead",
+                    Mode::Full => "Zip size (arm64): not built; x86_64 binaries instead",
+                },
+                sizes.join(", "),
+            )
+            .baseline(r.binaries.get("baseline").map_or_else(|| "—".to_owned(), |s| mb(*s)))
+            .target("each zip ≤ 2 MB", None),
+        );
+    } else {
+        let base_zip = r.zips.get("baseline").copied();
+        for name in &r.functions {
+            let Some(&size) = r.zips.get(name) else { continue };
+            rows.push(
+                row(format!("Zip (arm64 `bootstrap.zip`), `{name}`"), mb(size))
+                    .baseline(base_zip.map_or_else(|| "—".to_owned(), mb))
+                    .ratio(base_zip.and_then(|b| ratio(size as f64, b as f64)))
+                    .target("≤ 2 MB", Some(size <= ZIP_TARGET_BYTES)),
+            );
+        }
+    }
+
+    // Runtime flavour.
+    for (ct, mt, what) in [
+        ("baseline", "baseline-mt", "hello-world"),
+        ("token", "token-mt", "`token`"),
+    ] {
+        let (Some(ct), Some(mt)) = (r.warm.get(ct), r.warm.get(mt)) else {
+            continue;
+        };
+        let (Some(ct_cpu), Some(mt_cpu)) = (ct.cpu_per_call(), mt.cpu_per_call()) else {
+            continue;
+        };
+        let rss = match (ct.peak_rss_kib, mt.peak_rss_kib) {
+            (Some(a), Some(b)) => format!("; RSS {} vs {}", mib(a), mib(b)),
+            _ => String::new(),
+        };
+        rows.push(
+            row(
+                format!("CPU per warm call, {what}: `current_thread` vs `multi_thread`"),
+                format!(
+                    "{:.1} µs vs {:.1} µs ({} vs {} threads{rss})",
+                    micros(ct_cpu),
+                    micros(mt_cpu),
+                    ct.threads,
+                    mt.threads
+                ),
+            )
+            .ratio(ratio(micros(ct_cpu), micros(mt_cpu))),
+        );
+    }
+    if let Some(warm) = r.warm.get("token")
+        && let Some(cpu) = warm.cpu_per_call()
+        && !r.warm.contains_key("token-mt")
+    {
+        rows.push(row(
+            "CPU per warm `/token` (`current_thread`)",
+            format!("{:.1} µs", micros(cpu)),
+        ));
+    }
+
+    let mut out = String::new();
+    let mode = match args.mode {
+        Mode::Full => "full",
+        Mode::Short => "short (fewer iterations, no zips)",
+    };
+    let _ = writeln!(out, "## token-broker benchmark\n");
+    let _ = writeln!(out, "- Mode: {mode}; build profile: {}", args.profile);
+    let _ = writeln!(out, "- Machine: {}", machine());
+    let _ = writeln!(out, "- Runs: {}", r.plan_note);
+    let _ = writeln!(
+        out,
+        "- Baseline: a `lambda_http` hello-world on a `current_thread` runtime, same profile; cold start = \
+         process start → first answer through the Runtime API stand-in (init = → first poll)"
+    );
+    for note in &r.notes {
+        let _ = writeln!(out, "- Note: {note}");
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| Measure | token-broker | Baseline | Ratio | Target | Met |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            row.measure, row.value, row.baseline, row.ratio, row.target, row.met
+        );
+    }
+    out
+}

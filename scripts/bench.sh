@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# `make bench`: builds the Lambda functions and the bench (bench/), then runs the bench, which
+# prints one Markdown table and writes it to target/bench/report.md. See BENCHMARKS.md.
+#
+#   BENCH=full   (default) release profile, 20 cold starts per function, 10 000 warm calls,
+#                arm64 zips via `make build` (cargo-lambda + zig)
+#   BENCH=short  the bench-short profile (release without LTO: builds in seconds), fewer
+#                iterations, no zips; checks that the bench runs, its figures are indicative
+#   FUNCTIONS    the functions to measure (the Makefile passes its list)
+#
+# Needs redis-server (installed from Debian's packages when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${BENCH:-full}
+functions=${FUNCTIONS:-login callback token verify revoke}
+work=target/bench
+bench_target=$work/target
+# The settings of a [profile.NAME] section, on one line.
+profile_settings() {
+  sed -n "/^\[profile\.$2\]/,/^\[/p" "$1" | grep -E '^[a-z-]+ *=' | tr -s ' ' | paste -sd ';' | sed 's/;/; /g'
+}
+case "$mode" in
+  full)
+    profile=release
+    profile_note="release ($(profile_settings Cargo.toml release))"
+    ;;
+  short)
+    profile=bench-short
+    profile_note="bench-short (release without LTO, codegen-units 16: figures indicative only)"
+    ;;
+  *) echo "BENCH must be full or short, not $mode" >&2; exit 2 ;;
+esac
+if [ "$(profile_settings Cargo.toml release)" != "$(profile_settings bench/Cargo.toml release)" ]; then
+  echo "bench: warning: [profile.release] differs between Cargo.toml and bench/Cargo.toml;" \
+    "the baseline is not built like the functions" >&2
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-server not found; installing it from Debian's packages" >&2
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+fi
+
+bins=()
+for f in $functions; do bins+=(--bin "$f"); done
+
+echo "bench: building the functions ($profile)" >&2
+cargo build --profile "$profile" --locked "${bins[@]}"
+echo "bench: building the bench and the hello-world baseline ($profile)" >&2
+CARGO_TARGET_DIR=$bench_target cargo build --manifest-path bench/Cargo.toml --profile "$profile" --locked \
+  -p token-broker-bench -p bench-baseline
+
+extra=()
+if [ "$mode" = full ]; then
+  # The token function again, on tokio's multi-threaded runtime: a copy of the crate with that one
+  # line changed, for the runtime-flavour comparison.
+  variant=$work/variant-mt
+  rm -rf "$variant" && mkdir -p "$variant"
+  cp -r Cargo.toml Cargo.lock src "$variant/"
+  sed -i 's/new_current_thread()/new_multi_thread()/' "$variant/src/lambda.rs"
+  if grep -q 'new_multi_thread()' "$variant/src/lambda.rs"; then
+    echo "bench: building the multi_thread variant of token" >&2
+    if CARGO_TARGET_DIR=$work/variant-target cargo build --manifest-path "$variant/Cargo.toml" \
+        --release --locked --bin token --features tokio/rt-multi-thread; then
+      extra+=(--token-mt "$work/variant-target/release/token")
+    else
+      echo "bench: the multi_thread variant did not build; the runtime comparison covers the hello-world only" >&2
+    fi
+  else
+    echo "bench: src/lambda.rs has no new_current_thread() any more; no multi_thread variant" >&2
+  fi
+
+  echo "bench: building the arm64 zips (make build)" >&2
+  make --no-print-directory build >&2
+  extra+=(--zip-dir target/lambda)
+  # The baseline's zip, built the same way.
+  (cd bench && PATH="$(cd .. && pwd)/target/tools-venv/bin:$PATH" CARGO_TARGET_DIR=../$bench_target \
+    cargo lambda build --release --arm64 --output-format zip --package bench-baseline --lambda-dir ../$work/lambda) >&2
+  extra+=(--baseline-zip "$work/lambda/hello/bootstrap.zip")
+fi
+
+exec "$bench_target/$profile/token-broker-bench" \
+  --mode "$mode" \
+  --functions "$functions" \
+  --bin-dir "target/$profile" \
+  --baseline "$bench_target/$profile/hello" \
+  --events events \
+  --profile "$profile_note" \
+  --work "$work" \
+  "${extra[@]}"
