@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${BENCH:-full}
-functions=${FUNCTIONS:-login callback token verify revoke}
+functions=${FUNCTIONS:-login callback token verify revoke keepalive}
 work=target/bench
 bench_target=$work/target
 # The settings of a [profile.NAME] section, on one line.

@@ -178,7 +178,6 @@ pub struct Cold {
     /// CPU time the process had used by its first answer: less sensitive than wall time to
     /// what else the machine is doing.
     pub cpu: Vec<Duration>,
-    pub rss_kib: Vec<u64>,
     pub statuses: BTreeSet<u16>,
 }
 
@@ -346,7 +345,6 @@ async fn run(args: &Args) -> Result<Results, String> {
                 cold.first_answer.push(call.latency);
                 cold.cpu.push(running.cpu_time());
                 cold.init.extend(running.init_duration());
-                cold.rss_kib.extend(running.peak_rss_kib());
                 cold.statuses.insert(call.status);
             } else if call.status >= 400 && !spec.label.starts_with("baseline") {
                 results
