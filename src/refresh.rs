@@ -29,7 +29,8 @@ pub async fn access_token<S: Store>(
 ) -> Result<TokenSet, BrokerError> {
     let key = app.tokens_key(connection);
     let lock_key = app.lock_key(connection);
-    let owner = random_urlsafe(16)?;
+    // Drawn only once a refresh is due: the common case, a fresh token, needs no lock.
+    let mut lock_owner: Option<String> = None;
     let deadline = Instant::now() + app.config.refresh_wait;
     let mut first_seen = None;
     loop {
@@ -47,9 +48,13 @@ pub async fn access_token<S: Store>(
                 reason: "the refresh token has expired".to_owned(),
             });
         }
-        if app.store.try_lock(&lock_key, &owner, lock_ttl(app)).await? {
+        if lock_owner.is_none() {
+            lock_owner = Some(random_urlsafe(16)?);
+        }
+        let owner = lock_owner.as_deref().unwrap_or_default();
+        if app.store.try_lock(&lock_key, owner, lock_ttl(app)).await? {
             let outcome = refresh_locked(app, connection, &key, generation, &tokens).await;
-            if let Err(error) = app.store.unlock(&lock_key, &owner).await {
+            if let Err(error) = app.store.unlock(&lock_key, owner).await {
                 // The lock expires on its own; waiting callers lose at most its lifetime.
                 tracing::warn!(%error, connection, "could not release the refresh lock");
             }
