@@ -50,6 +50,9 @@ pub fn on_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() || std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
 }
 
+/// What a connection's token record key ends with, after its name.
+pub const TOKENS_SUFFIX: &str = ":tokens";
+
 /// Where configuration variables come from.
 type Lookup = dyn Fn(&str) -> Option<String>;
 
@@ -94,7 +97,12 @@ impl<S: Store> App<S> {
     }
 
     pub fn tokens_key(&self, connection: &str) -> String {
-        format!("{}:conn:{connection}:tokens", self.config.key_prefix)
+        format!("{}{connection}{TOKENS_SUFFIX}", self.connections_prefix())
+    }
+
+    /// What every connection's store keys start with.
+    pub fn connections_prefix(&self) -> String {
+        format!("{}:conn:", self.config.key_prefix)
     }
 
     /// A connection record as stored under `key`: encoded, and sealed when encryption is on.

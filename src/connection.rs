@@ -2,7 +2,12 @@
 //! production account, one per customer or lab). Every route takes `?connection=<name>`; without
 //! it, `default`, so single-account clients need not know connections exist.
 
-use crate::{app::App, error::BrokerError, request::Query, store::Store};
+use crate::{
+    app::{App, TOKENS_SUFFIX},
+    error::BrokerError,
+    request::Query,
+    store::Store,
+};
 
 pub const DEFAULT: &str = "default";
 const MAX_LEN: usize = 64;
@@ -30,16 +35,17 @@ pub fn from_query(query: &Query) -> Result<String, BrokerError> {
 
 /// Every connection that has a stored record (tokens or a re-authorization mark), sorted.
 pub async fn list<S: Store>(app: &App<S>) -> Result<Vec<String>, BrokerError> {
-    let prefix = app.tokens_key("");
-    let (head, tail) = prefix
-        .split_once(":tokens")
-        .map_or((prefix.as_str(), ""), |(h, _)| (h, ":tokens"));
+    let prefix = app.connections_prefix();
     let mut names: Vec<String> = app
         .store
-        .keys(head)
+        .keys(&prefix)
         .await?
         .into_iter()
-        .filter_map(|key| key.strip_prefix(head)?.strip_suffix(tail).map(str::to_owned))
+        .filter_map(|key| {
+            key.strip_prefix(&prefix)?
+                .strip_suffix(TOKENS_SUFFIX)
+                .map(str::to_owned)
+        })
         .filter(|name| validate(name).is_ok())
         .collect();
     names.sort();
