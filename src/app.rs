@@ -14,6 +14,7 @@ use crate::{
     record::{ConnectionRecord, DecodeError},
     sealing::Sealer,
     store::{RedisStore, Store, StoreError},
+    tls,
 };
 
 pub struct App<S> {
@@ -65,7 +66,8 @@ impl App<RedisStore> {
         let lookup: Box<Lookup> = match env(aws_secrets::ARN_VAR).filter(|arn| !arn.trim().is_empty()) {
             None => Box::new(env),
             Some(arn) => {
-                let http = aws_secrets::client(tls_config()?).map_err(|e| InitError::Http(e.to_string()))?;
+                let tls = tls::client_config().map_err(|e| InitError::Tls(e.to_string()))?;
+                let http = aws_secrets::client(tls).map_err(|e| InitError::Http(e.to_string()))?;
                 let secrets = aws_secrets::fetch(&arn, &http, &env).await?;
                 Box::new(aws_secrets::env_then(secrets, env))
             }
@@ -81,8 +83,7 @@ impl App<RedisStore> {
 
 impl<S: Store> App<S> {
     pub fn new(config: Config, store: S, clock: Arc<dyn Clock>) -> Result<Self, InitError> {
-        let tls = tls_config()?;
-        let provider = Provider::new(&config, tls).map_err(|e| InitError::Http(e.to_string()))?;
+        let provider = Provider::new(&config);
         // EMF lines become CloudWatch metrics on Lambda; in a terminal they would only be noise.
         let metrics = if on_lambda() { Metrics::stdout() } else { Metrics::off() };
         let sealer = Sealer::new(&config.encryption_keys);
@@ -118,21 +119,4 @@ impl<S: Store> App<S> {
     pub fn lock_key(&self, connection: &str) -> String {
         format!("{}:conn:{connection}:refresh-lock", self.config.key_prefix)
     }
-}
-
-/// ring and the bundled webpki roots: both start in microseconds, where aws-lc's entropy set-up
-/// and reading the OS certificate store cost milliseconds of every cold start.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, InitError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    // The Redis client's TLS reads the process-wide default; a second install is a no-op.
-    let _ = rustls::crypto::CryptoProvider::install_default((*provider).clone());
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| InitError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }

@@ -5,7 +5,7 @@
 //! The secret's `SecretString` is a JSON object of string values, one per configuration
 //! variable: `{"CLIENT_SECRET": "...", "API_KEY": "...", "REDIS_URL": "rediss://..."}`.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use reqwest::{
     Client, StatusCode, Url,
@@ -74,9 +74,9 @@ fn message_suffix(message: &Option<String>) -> String {
 
 /// An HTTP client for [`fetch`]: the broker's TLS set-up, [`TIMEOUT`] to connect and in total,
 /// and no redirects (a signed request must go nowhere but the endpoint it was signed for).
-pub fn client(tls: Arc<rustls::ClientConfig>) -> Result<Client, reqwest::Error> {
+pub fn client(tls: rustls::ClientConfig) -> Result<Client, reqwest::Error> {
     Client::builder()
-        .tls_backend_preconfigured((*tls).clone())
+        .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(TIMEOUT)
         .timeout(TIMEOUT)

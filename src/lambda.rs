@@ -114,6 +114,7 @@ where
         let app = App::from_env()
             .await
             .inspect_err(|error| tracing::error!(%error, "initialization failed"))?;
+        app.store.connect_early();
         // The state lives as long as the process, which serves until Lambda shuts it down.
         let app: &'static App<RedisStore> = Box::leak(Box::new(app));
         serve(app).await

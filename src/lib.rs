@@ -28,3 +28,4 @@ pub mod sealing;
 pub mod secret;
 pub mod sigv4;
 pub mod store;
+pub mod tls;

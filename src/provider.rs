@@ -1,7 +1,7 @@
 //! The provider's token endpoint (RFC 6749 §4.1.3 code exchange, §6 refresh), and nothing else
 //! that talks to the provider.
 
-use std::{sync::Arc, time::Duration};
+use std::{sync::OnceLock, time::Duration};
 
 use reqwest::{Client, StatusCode, header};
 use serde::Deserialize;
@@ -10,6 +10,7 @@ use thiserror::Error;
 use crate::{
     config::{Config, TokenAuthMethod},
     secret::Secret,
+    tls,
 };
 
 /// Token responses are a few kilobytes; anything far larger is not one, and reading it whole
@@ -71,9 +72,12 @@ impl ProviderError {
     }
 }
 
-#[derive(Clone)]
 pub struct Provider {
-    http: Client,
+    /// Built on the first call to the provider: most invocations (`/token` with a fresh token,
+    /// `/verify`) never make one, and the TLS and HTTP client set-up is a fifth of a function's
+    /// own cold-start work and of the pages it touches.
+    http: OnceLock<Client>,
+    timeout: Duration,
     token_url: String,
     revocation_url: Option<String>,
     client_id: String,
@@ -83,25 +87,43 @@ pub struct Provider {
 }
 
 impl Provider {
-    pub fn new(config: &Config, tls: Arc<rustls::ClientConfig>) -> Result<Self, reqwest::Error> {
-        let http = Client::builder()
-            .tls_backend_preconfigured((*tls).clone())
-            // A token endpoint that redirects is misconfigured or hijacked; following it would
-            // send the client secret elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.provider_timeout.min(Duration::from_secs(5)))
-            .timeout(config.provider_timeout)
-            .user_agent(concat!("token-broker/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self {
-            http,
+    pub fn new(config: &Config) -> Self {
+        Self {
+            http: OnceLock::new(),
+            timeout: config.provider_timeout,
             token_url: config.token_url.clone(),
             revocation_url: config.revocation_url.clone(),
             client_id: config.client_id.clone(),
             client_secret: config.client_secret.clone(),
             redirect_uri: config.redirect_uri.clone(),
             auth_method: config.token_auth_method,
-        })
+        }
+    }
+
+    fn http(&self) -> Result<&Client, ProviderError> {
+        if let Some(client) = self.http.get() {
+            return Ok(client);
+        }
+        let unavailable = |error: &dyn std::fmt::Display| {
+            tracing::error!(%error, "the HTTP client for the provider could not be built");
+            ProviderError::Unavailable {
+                outage: Outage::Connect,
+                retry_after: None,
+            }
+        };
+        let tls = tls::client_config().map_err(|e| unavailable(&e))?;
+        let client = Client::builder()
+            .tls_backend_preconfigured(tls)
+            // A token endpoint that redirects is misconfigured or hijacked; following it would
+            // send the client secret elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.timeout.min(Duration::from_secs(5)))
+            .timeout(self.timeout)
+            .user_agent(concat!("token-broker/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        // Two first calls at once both build one; the loser's is dropped.
+        Ok(self.http.get_or_init(|| client))
     }
 
     /// Redeems an authorization code, with the PKCE verifier of the login that asked for it
@@ -159,7 +181,7 @@ impl Provider {
     /// POSTs a form with the client's credentials to one of the provider's endpoints.
     async fn post(&self, url: &str, params: &[(&str, &str)]) -> Result<Answer, ProviderError> {
         let mut form: Vec<(&str, &str)> = params.to_vec();
-        let mut request = self.http.post(url).header(header::ACCEPT, "application/json");
+        let mut request = self.http()?.post(url).header(header::ACCEPT, "application/json");
         match self.auth_method {
             TokenAuthMethod::ClientSecretPost => {
                 form.push(("client_id", &self.client_id));

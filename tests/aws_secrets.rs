@@ -31,7 +31,7 @@ fn http(timeout: Duration) -> reqwest::Client {
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
     if timeout == aws_secrets::TIMEOUT {
-        return aws_secrets::client(Arc::new(tls)).unwrap();
+        return aws_secrets::client(tls).unwrap();
     }
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)

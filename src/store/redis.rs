@@ -3,12 +3,14 @@
 //! A record is a hash with two fields, `gen` and `data`, so a read is one `HMGET` and the
 //! generation check of a write runs inside the server as a Lua script, atomic with the write.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use redis::{
-    AsyncCommands, Client, ErrorKind, RedisError, Script, Value,
+    AsyncCommands, Client, ErrorKind, IntoConnectionInfo, RedisError, Script, Value,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
+
+use tokio::sync::OnceCell;
 
 use super::{Expect, Store, StoreError, Versioned};
 use crate::secret::Secret;
@@ -55,34 +57,74 @@ redis.call('DEL', KEYS[1])
 return found
 ";
 
-/// One multiplexed connection per process, opened on first use and re-opened by itself after a
-/// failure, so a warm function survives a Redis restart without being recycled.
+/// One multiplexed connection per process, opened on first use (or early, by
+/// [`RedisStore::connect_early`]) and re-opened by itself after a failure, so a warm function
+/// survives a Redis restart without being recycled.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Arc<Connection>,
     write: Script,
     unlock: Script,
     take: Script,
 }
 
+/// How to connect, and the connection once it is open.
+struct Connection {
+    client: Client,
+    config: ConnectionManagerConfig,
+    open: OnceCell<ConnectionManager>,
+}
+
 impl RedisStore {
-    /// Does not connect: the first command does. A Redis outage at cold start therefore shows up
-    /// as 503 answers, not as a function that fails to initialize.
+    /// Does not connect: the first command does, or [`RedisStore::connect_early`]. A Redis
+    /// outage at cold start therefore shows up as 503 answers, not as a function that fails to
+    /// initialize.
     pub fn new(url: &Secret, timeout: Duration) -> Result<Self, StoreError> {
-        let client = Client::open(url.expose()).map_err(|e| StoreError::Protocol(describe(&e)))?;
+        crate::tls::install_default_provider();
+        let info = url
+            .expose()
+            .into_connection_info()
+            .map_err(|e| StoreError::Protocol(describe(&e)))?;
+        // The client would otherwise announce its name and version on every connect, one more
+        // round trip before a cold start's first read, for a label only `CLIENT LIST` shows.
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        let client = Client::open(info.set_redis_settings(settings)).map_err(|e| StoreError::Protocol(describe(&e)))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
         Ok(Self {
-            connection,
+            connection: Arc::new(Connection {
+                client,
+                config,
+                open: OnceCell::new(),
+            }),
             write: Script::new(WRITE),
             unlock: Script::new(UNLOCK),
             take: Script::new(TAKE),
         })
+    }
+
+    /// Starts connecting in the background, so that a cold start's connect overlaps with the
+    /// rest of start-up and the wait for the first event instead of following them. A failure
+    /// here changes nothing: the first command connects again, and answers 503 if it cannot.
+    pub fn connect_early(&self) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.connection().await {
+                tracing::debug!(%error, "early connect to Redis failed; the first command retries");
+            }
+        });
+    }
+
+    /// The connection, opened by whichever caller comes first; the others wait for it.
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let Connection { client, config, open } = &*self.connection;
+        open.get_or_try_init(|| ConnectionManager::new_with_config(client.clone(), config.clone()))
+            .await
+            .cloned()
+            .map_err(classify)
     }
 }
 
@@ -110,7 +152,7 @@ fn classify(error: RedisError) -> StoreError {
 
 impl Store for RedisStore {
     async fn load(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let (generation, data): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
             .arg(key)
             .arg("gen")
@@ -132,7 +174,7 @@ impl Store for RedisStore {
         data: &[u8],
         ttl: Option<Duration>,
     ) -> Result<Option<u64>, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let expected = match expect {
             Expect::Any => String::new(),
             Expect::Generation(generation) => generation.to_string(),
@@ -157,7 +199,7 @@ impl Store for RedisStore {
     }
 
     async fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let options = redis::SetOptions::default()
             .conditional_set(redis::ExistenceCheck::NX)
             .with_expiration(redis::SetExpiry::PX(ttl.as_millis().max(1) as u64));
@@ -166,7 +208,7 @@ impl Store for RedisStore {
     }
 
     async fn unlock(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let _: i64 = self
             .unlock
             .key(key)
@@ -178,7 +220,7 @@ impl Store for RedisStore {
     }
 
     async fn take(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let found: Option<(u64, Vec<u8>)> = self
             .take
             .key(key)
@@ -189,13 +231,13 @@ impl Store for RedisStore {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let deleted: i64 = connection.del(key).await.map_err(classify)?;
         Ok(deleted > 0)
     }
 
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         // SCAN, not KEYS: it does not block a shared server while it walks the keyspace.
         let pattern = format!("{}*", escape_glob(prefix));
         let mut cursor: u64 = 0;

@@ -1,0 +1,184 @@
+//! The broker's Redis connection, watched on the wire: a relay in front of the real Redis counts
+//! the connections opened and every turn at which the broker speaks again after Redis has
+//! answered. A fresh token must cost exactly one round trip, on a cold instance's first call (after
+//! the connect) as well as on a warm one; the connect itself can happen before the first call.
+
+mod common;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::*;
+use token_broker::routes::Route;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// A TCP relay to the test Redis that counts connections and request turns.
+struct Relay {
+    url: String,
+    turns: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Relay {
+    async fn start() -> Self {
+        let upstream = redis_url();
+        let authority = upstream
+            .trim_start_matches("redis://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let turns = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (counter, accepted) = (turns.clone(), connections.clone());
+        tokio::spawn(async move {
+            loop {
+                let (client, _) = listener.accept().await.unwrap();
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let server = TcpStream::connect(&authority).await.unwrap();
+                // Per connection: true while the last bytes went from the broker to Redis.
+                let asking = Arc::new(AtomicBool::new(false));
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pump(
+                    client_read,
+                    server_write,
+                    asking.clone(),
+                    true,
+                    Some(counter.clone()),
+                ));
+                tokio::spawn(pump(server_read, client_write, asking, false, None));
+            }
+        });
+        Self {
+            url,
+            turns,
+            connections,
+        }
+    }
+
+    fn turns(&self) -> usize {
+        self.turns.load(Ordering::SeqCst)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    asking: Arc<AtomicBool>,
+    request_side: bool,
+    turns: Option<Arc<AtomicUsize>>,
+) {
+    let mut buffer = vec![0; 16 * 1024];
+    while let Ok(read) = from.read(&mut buffer).await {
+        if read == 0 {
+            break;
+        }
+        let was_asking = asking.swap(request_side, Ordering::SeqCst);
+        if let Some(turns) = &turns
+            && !was_asking
+        {
+            turns.fetch_add(1, Ordering::SeqCst);
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// A harness whose store goes through `relay`, sharing its records with a direct one.
+async fn relayed(relay: &Relay) -> (Harness, Harness) {
+    let prefix = unique_prefix();
+    let direct = Harness::with(&[("KEY_PREFIX", &prefix)]).await;
+    let through_relay = Harness::with(&[("KEY_PREFIX", &prefix), ("REDIS_URL", &relay.url)]).await;
+    (direct, through_relay)
+}
+
+#[tokio::test]
+async fn a_fresh_token_costs_one_round_trip_cold_and_warm() {
+    let relay = Relay::start().await;
+    let (direct, h) = relayed(&relay).await;
+    direct
+        .seed(&tokens("access-0", "refresh-0", START + 1200, START + 86_400))
+        .await;
+
+    let cold = h.call(Route::Token, "token").await;
+    assert_eq!(cold.status, 200, "{}", cold.body);
+    assert_eq!(relay.turns(), 1, "the first call: connect, then one read");
+
+    for served in 2..=4 {
+        let warm = h.call(Route::Token, "token").await;
+        assert_eq!(warm.status, 200, "{}", warm.body);
+        assert_eq!(relay.turns(), served, "each warm call: one read");
+    }
+}
+
+#[tokio::test]
+async fn login_and_a_refused_key_never_reach_redis() {
+    let relay = Relay::start().await;
+    let (_direct, h) = relayed(&relay).await;
+
+    assert_eq!(h.call(Route::Login, "login").await.status, 200);
+    assert_eq!(h.call(Route::Token, "token-wrong-key").await.status, 401);
+    assert_eq!(relay.turns(), 0);
+}
+
+#[tokio::test]
+async fn an_early_connect_leaves_the_first_call_only_its_read() {
+    let relay = Relay::start().await;
+    let (direct, h) = relayed(&relay).await;
+    direct
+        .seed(&tokens("access-0", "refresh-0", START + 1200, START + 86_400))
+        .await;
+
+    h.app.store.connect_early();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while relay.connections() == 0 {
+        assert!(Instant::now() < deadline, "the early connect never reached Redis");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(relay.turns(), 0, "connecting sends nothing");
+
+    assert_eq!(h.call(Route::Token, "token").await.status, 200);
+    assert_eq!(h.call(Route::Token, "token").await.status, 200);
+    assert_eq!(relay.connections(), 1, "the calls used the early connection");
+    assert_eq!(relay.turns(), 2);
+}
+
+/// An early connect that fails costs nothing: calls answer 503 while Redis is down, and the first
+/// call after it is back connects by itself.
+#[tokio::test]
+async fn a_failed_early_connect_is_retried_by_the_first_call() {
+    let redis = OwnRedis::start();
+    let prefix = unique_prefix();
+    let seeder = Harness::with(&[("REDIS_URL", &redis.url()), ("KEY_PREFIX", &prefix)]).await;
+    seeder
+        .seed(&tokens("access-0", "refresh-0", START + 1200, START + 86_400))
+        .await;
+    redis.stop();
+
+    let h = Harness::with(&[("REDIS_URL", &redis.url()), ("KEY_PREFIX", &prefix)]).await;
+    h.app.store.connect_early();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let down = h.call(Route::Token, "token").await;
+    assert_eq!(down.status, 503, "{}", down.body);
+
+    redis.restart();
+    let up = h.call(Route::Token, "token").await;
+    assert_eq!(up.status, 200, "{}", up.body);
+    assert_eq!(up.json()["access_token"], "access-0");
+}
