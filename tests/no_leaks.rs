@@ -21,7 +21,7 @@ use std::{
 
 use base64::Engine;
 use common::*;
-use lambda_http::{Body, Request, tracing, tracing::subscriber::fmt::MakeWriter};
+use lambda_http::{Body, Request};
 use token_broker::{
     keepalive,
     routes::Route,
@@ -63,15 +63,11 @@ impl io::Write for LogWriter {
     }
 }
 
-impl<'a> MakeWriter<'a> for LogBuffer {
-    type Writer = LogWriter;
-
-    fn make_writer(&'a self) -> LogWriter {
+impl LogBuffer {
+    fn writer(&self) -> LogWriter {
         LogWriter(self.0.clone())
     }
-}
 
-impl LogBuffer {
     /// The lines written so far, without terminal colour codes.
     fn lines(&self) -> Vec<String> {
         let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
@@ -720,7 +716,7 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
         std::env::set_var("RUST_LOG", "trace");
     }
     let logs = LogBuffer::default();
-    token_broker::logging::init_with_writer(logs.clone());
+    token_broker::logging::init_with_writer(logs.writer());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

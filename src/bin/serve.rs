@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         return ExitCode::from(CONFIG_ERROR);
     }
     // Logs go to stderr: stdout carries the banner and the keep-alive report.
-    logging::init_with_writer(std::io::stderr);
+    logging::init_with_writer(std::io::stderr());
     let command = std::env::args().nth(1);
     let once = match command.as_deref() {
         None => false,
