@@ -156,6 +156,15 @@ impl Running {
         Duration::from_nanos(nanos)
     }
 
+    /// Page faults the process has taken so far (minor and major, every thread): mapping the
+    /// binary's pages is most of what a cold start does.
+    pub fn page_faults(&self) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        // After the command name in parentheses: state is field 3, minflt 10, majflt 12.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(fields.get(7)?.parse::<u64>().ok()? + fields.get(9)?.parse::<u64>().ok()?)
+    }
+
     /// Peak resident memory so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         self.status_kib("VmHWM:")

@@ -178,6 +178,8 @@ pub struct Cold {
     /// CPU time the process had used by its first answer: less sensitive than wall time to
     /// what else the machine is doing.
     pub cpu: Vec<Duration>,
+    /// Page faults by the first answer.
+    pub page_faults: Vec<u64>,
     pub statuses: BTreeSet<u16>,
 }
 
@@ -344,6 +346,7 @@ async fn run(args: &Args) -> Result<Results, String> {
                 let cold = results.cold.entry(spec.label.clone()).or_default();
                 cold.first_answer.push(call.latency);
                 cold.cpu.push(running.cpu_time());
+                cold.page_faults.extend(running.page_faults());
                 cold.init.extend(running.init_duration());
                 cold.statuses.insert(call.status);
             } else if call.status >= 400 && !spec.label.starts_with("baseline") {

@@ -134,6 +134,11 @@ pub fn render(args: &Args, r: &Results) -> String {
         if let Some(cpu) = median(&cold.cpu) {
             parts.push(format!("CPU {}", ms(cpu)));
         }
+        let mut faults = cold.page_faults.clone();
+        faults.sort_unstable();
+        if let Some(middle) = faults.get(faults.len() / 2) {
+            parts.push(format!("{middle} page faults"));
+        }
         if !parts.is_empty() {
             let _ = write!(text, " ({})", parts.join(", "));
         }
