@@ -28,6 +28,7 @@ test: ## Run every test against a throw-away Redis and a fake provider (installs
 	cargo clippy --all-targets --all-features --locked -- -D warnings
 	scripts/lint-template.sh
 	scripts/e2e.sh
+	$(MAKE) --no-print-directory bench BENCH=short
 
 lint: ## Formatting, clippy and the SAM template lint
 	cargo fmt --all -- --check
@@ -63,7 +64,7 @@ invoke: tools ## Send events/$(EVENT).json to function $(FN) running under `make
 	PATH="$(TOOLS_BIN):$$PATH" cargo lambda invoke --invoke-address 127.0.0.1 $(FN) --data-file events/$(EVENT).json && echo
 
 BENCH ?= full
-bench: ## Benchmark the functions against a hello-world (BENCH=short: quick check, no zips); see BENCHMARKS.md
+bench: ## Benchmark the functions against a hello-world (BENCH=short: check that it runs); see BENCHMARKS.md
 	BENCH=$(BENCH) FUNCTIONS="$(FUNCTIONS)" scripts/bench.sh
 
 FUZZ_SECONDS ?= 60

@@ -4,8 +4,8 @@
 #
 #   BENCH=full   (default) release profile, 20 cold starts per function, 10 000 warm calls,
 #                arm64 zips via `make build` (cargo-lambda + zig)
-#   BENCH=short  the bench-short profile (release without LTO: builds in seconds), fewer
-#                iterations, no zips; checks that the bench runs, its figures are indicative
+#   BENCH=short  debug builds (what `cargo test` has mostly built already), a few iterations, no
+#                zips: checks that the bench runs (make test does); its figures mean nothing
 #   FUNCTIONS    the functions to measure (the Makefile passes its list)
 #
 # Needs redis-server (installed from Debian's packages when missing).
@@ -26,8 +26,8 @@ case "$mode" in
     profile_note="release ($(profile_settings Cargo.toml release))"
     ;;
   short)
-    profile=bench-short
-    profile_note="bench-short (release without LTO, codegen-units 16: figures indicative only)"
+    profile=dev
+    profile_note="dev"
     ;;
   *) echo "BENCH must be full or short, not $mode" >&2; exit 2 ;;
 esac
@@ -81,11 +81,14 @@ if [ "$mode" = full ]; then
   extra+=(--baseline-zip "$work/lambda/hello/bootstrap.zip")
 fi
 
-exec "$bench_target/$profile/token-broker-bench" \
+# Cargo puts the dev profile's output in debug/.
+out=$profile
+[ "$profile" = dev ] && out=debug
+exec "$bench_target/$out/token-broker-bench" \
   --mode "$mode" \
   --functions "$functions" \
-  --bin-dir "target/$profile" \
-  --baseline "$bench_target/$profile/hello" \
+  --bin-dir "target/$out" \
+  --baseline "$bench_target/$out/hello" \
   --events events \
   --profile "$profile_note" \
   --work "$work" \

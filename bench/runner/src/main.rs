@@ -70,12 +70,12 @@ impl Plan {
                 refresh_calls: 100,
             },
             Mode::Short => Self {
-                cold_runs: 3,
-                token_rounds: 4,
-                token_calls_per_round: 250,
-                other_calls: 50,
-                count_calls: 200,
-                refresh_calls: 10,
+                cold_runs: 2,
+                token_rounds: 2,
+                token_calls_per_round: 100,
+                other_calls: 20,
+                count_calls: 50,
+                refresh_calls: 5,
             },
         }
     }
