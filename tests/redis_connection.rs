@@ -29,7 +29,10 @@ struct Relay {
 
 impl Relay {
     async fn start() -> Self {
-        let upstream = redis_url();
+        Self::to(&redis_url()).await
+    }
+
+    async fn to(upstream: &str) -> Self {
         let authority = upstream
             .trim_start_matches("redis://")
             .split('/')
@@ -102,8 +105,12 @@ async fn pump(
 
 /// A harness whose store goes through `relay`, sharing its records with a direct one.
 async fn relayed(relay: &Relay) -> (Harness, Harness) {
+    relayed_to(relay, &redis_url()).await
+}
+
+async fn relayed_to(relay: &Relay, upstream: &str) -> (Harness, Harness) {
     let prefix = unique_prefix();
-    let direct = Harness::with(&[("KEY_PREFIX", &prefix)]).await;
+    let direct = Harness::with(&[("KEY_PREFIX", &prefix), ("REDIS_URL", upstream)]).await;
     let through_relay = Harness::with(&[("KEY_PREFIX", &prefix), ("REDIS_URL", &relay.url)]).await;
     (direct, through_relay)
 }
@@ -125,6 +132,24 @@ async fn a_fresh_token_costs_one_round_trip_cold_and_warm() {
         assert_eq!(warm.status, 200, "{}", warm.body);
         assert_eq!(relay.turns(), served, "each warm call: one read");
     }
+}
+
+#[tokio::test]
+async fn verify_reads_and_lists_the_connections_in_one_round_trip() {
+    // A Redis of its own: in the shared one, other tests' keys would take SCAN several batches.
+    let redis = OwnRedis::start();
+    let relay = Relay::to(&redis.url()).await;
+    let (direct, h) = relayed_to(&relay, &redis.url()).await;
+    direct
+        .seed(&tokens("access-0", "refresh-0", START + 1200, START + 86_400))
+        .await;
+    assert_eq!(h.call(Route::Token, "token").await.status, 200);
+
+    let before = relay.turns();
+    let reply = h.call(Route::Verify, "verify").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["connections"][0]["status"], "valid");
+    assert_eq!(relay.turns() - before, 1, "HMGET and SCAN go out together");
 }
 
 #[tokio::test]

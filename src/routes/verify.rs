@@ -28,25 +28,34 @@ async fn inspect<S: Store>(app: &App<S>, request: &Request) -> Result<Response<B
     request::authenticate(request, &query, &app.config.api_keys)?;
     let named = query.get("connection").is_some();
     let connection = connection::from_query(&query)?;
-    let (status, mut body) = health(app, &connection).await?;
-    if !named {
-        let mut all = Vec::new();
-        for name in connection::list(app).await? {
-            // One unreadable connection must not blind the monitor to all the others.
-            let mut entry = match health(app, &name).await {
+    if named {
+        let (status, body) = health(app, &connection).await?;
+        return Ok(response::json(status, &body));
+    }
+    // Both at once: on one multiplexed Redis connection the read and the listing share a round
+    // trip, and the listed default connection is not read a second time.
+    let (own, names) = tokio::join!(health(app, &connection), connection::list(app));
+    let (status, mut body) = own?;
+    let mut all = Vec::new();
+    for name in names? {
+        // One unreadable connection must not blind the monitor to all the others.
+        let mut entry = if name == connection {
+            body.clone()
+        } else {
+            match health(app, &name).await {
                 Ok((_, entry)) => entry,
                 Err(error) => json!({"connection": name, "status": error.reply().error}),
-            };
-            if let Some(entry) = entry.as_object_mut() {
-                // The per-connection list says what state each is in; the error wording is for
-                // single-connection callers.
-                entry.remove("error");
-                entry.remove("error_description");
             }
-            all.push(entry);
+        };
+        if let Some(entry) = entry.as_object_mut() {
+            // The per-connection list says what state each is in; the error wording is for
+            // single-connection callers.
+            entry.remove("error");
+            entry.remove("error_description");
         }
-        body["connections"] = Value::Array(all);
+        all.push(entry);
     }
+    body["connections"] = Value::Array(all);
     Ok(response::json(status, &body))
 }
 
