@@ -22,6 +22,22 @@ impl Clock for SystemClock {
     }
 }
 
+/// Days since 1970-01-01 to a (year, month, day) of the proleptic Gregorian calendar (Howard
+/// Hinnant's `civil_from_days`): counted in 400-year eras of 146,097 days, with years starting on
+/// 1 March so that the leap day ends a year.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// A clock that stands still until told to move; for tests and simulations.
 #[derive(Debug)]
 pub struct ManualClock(AtomicI64);

@@ -14,7 +14,7 @@ use ring::{
     hmac,
 };
 
-use crate::secret::Secret;
+use crate::{clock, secret::Secret};
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
@@ -191,7 +191,7 @@ pub fn authorization(access_key_id: &str, scope: &str, signed_headers: &str, sig
 pub fn amz_date(unix_seconds: i64) -> String {
     let days = unix_seconds.div_euclid(86_400);
     let second_of_day = unix_seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = clock::civil_from_days(days);
     format!(
         "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
         second_of_day / 3600,
@@ -224,21 +224,6 @@ fn hex(bytes: &[u8]) -> String {
 /// Trims a header value and collapses each run of spaces inside it to one.
 fn trim_all(value: &str) -> String {
     value.split_ascii_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Days since 1970-01-01 to a (year, month, day) of the proleptic Gregorian calendar; Howard
-/// Hinnant's `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
