@@ -14,12 +14,8 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, Response, StatusCode, body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
-use tokio::{
-    net::TcpListener,
-    task::{JoinHandle, JoinSet},
-};
+use hyper::{Method, Request, Response, StatusCode, body::Incoming};
+use tokio::{net::TcpListener, task::JoinHandle};
 
 #[derive(Default)]
 pub struct ProviderState {
@@ -47,23 +43,7 @@ impl FakeProvider {
         let state = Arc::new(ProviderState::default());
         state.expires_in.store(1799, Ordering::SeqCst);
         let shared = state.clone();
-        let server = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let _ = stream.set_nodelay(true);
-                        let state = shared.clone();
-                        connections.spawn(async move {
-                            let service = service_fn(move |request| handle(state.clone(), request));
-                            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                        });
-                    }
-                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                }
-            }
-        });
+        let server = crate::serve_http(listener, shared, handle);
         Ok(Self { addr, state, server })
     }
 

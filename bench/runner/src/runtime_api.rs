@@ -13,12 +13,11 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, Response, StatusCode, body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Request, Response, StatusCode, body::Incoming};
 use tokio::{
     net::TcpListener,
     sync::{Mutex, mpsc},
-    task::{JoinHandle, JoinSet},
+    task::JoinHandle,
 };
 
 const PREFIX: &str = "/2018-06-01/runtime";
@@ -72,24 +71,7 @@ impl RuntimeApi {
             outcomes: outcomes_tx,
             polls: polls_tx,
         });
-        let server = tokio::spawn(async move {
-            // Dropped with the server task, which ends every connection with it.
-            let mut connections = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let _ = stream.set_nodelay(true);
-                        let shared = shared.clone();
-                        connections.spawn(async move {
-                            let service = service_fn(move |request| handle(shared.clone(), request));
-                            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                        });
-                    }
-                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                }
-            }
-        });
+        let server = crate::serve_http(listener, shared, handle);
         Ok(Self {
             addr,
             invocations,
