@@ -74,8 +74,8 @@ impl ProviderError {
 
 pub struct Provider {
     /// Built on the first call to the provider: most invocations (`/token` with a fresh token,
-    /// `/verify`) never make one, and the TLS and HTTP client set-up is a fifth of a function's
-    /// own cold-start work and of the pages it touches.
+    /// `/verify`) never make one, and the TLS and HTTP client set-up costs a cold start about
+    /// 70 µs and the pages its code touches (BENCHMARKS.md).
     http: OnceLock<Client>,
     timeout: Duration,
     token_url: String,
