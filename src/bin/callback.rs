@@ -1,5 +1,7 @@
 //! The `callback` Lambda function: serves `GET /callback`.
 
+use token_broker::{lambda, routes::callback};
+
 fn main() -> Result<(), lambda_http::Error> {
-    token_broker::lambda::run(token_broker::routes::Route::Callback)
+    lambda::run(|app, request| async move { callback::handle(app, &request).await })
 }

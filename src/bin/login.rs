@@ -1,5 +1,7 @@
 //! The `login` Lambda function: serves `GET` and `POST /login`.
 
+use token_broker::{lambda, routes::login};
+
 fn main() -> Result<(), lambda_http::Error> {
-    token_broker::lambda::run(token_broker::routes::Route::Login)
+    lambda::run(|app, request| async move { login::handle(app, &request).await })
 }

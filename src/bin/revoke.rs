@@ -1,5 +1,7 @@
 //! The `revoke` Lambda function: serves `POST /revoke`.
 
+use token_broker::{lambda, routes::revoke};
+
 fn main() -> Result<(), lambda_http::Error> {
-    token_broker::lambda::run(token_broker::routes::Route::Revoke)
+    lambda::run(|app, request| async move { revoke::handle(app, &request).await })
 }

@@ -1,5 +1,7 @@
 //! The `token` Lambda function: serves `GET /token`.
 
+use token_broker::{lambda, routes::token};
+
 fn main() -> Result<(), lambda_http::Error> {
-    token_broker::lambda::run(token_broker::routes::Route::Token)
+    lambda::run(|app, request| async move { token::handle(app, &request).await })
 }

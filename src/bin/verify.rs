@@ -1,5 +1,7 @@
 //! The `verify` Lambda function: serves `GET /verify`.
 
+use token_broker::{lambda, routes::verify};
+
 fn main() -> Result<(), lambda_http::Error> {
-    token_broker::lambda::run(token_broker::routes::Route::Verify)
+    lambda::run(|app, request| async move { verify::handle(app, &request).await })
 }
