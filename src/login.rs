@@ -3,6 +3,8 @@
 //! Each login gets a fresh state and code verifier, kept in the store for a few minutes under a
 //! digest of the state; `/callback` takes them out atomically, so a state works exactly once.
 
+use std::fmt;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ring::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
@@ -29,10 +31,20 @@ pub struct PendingLogin {
 }
 
 /// A login ready to send to the provider.
-#[derive(Debug)]
 pub struct Started {
     pub authorization_url: String,
     pub expires_at: i64,
+}
+
+/// Without the URL's query: the state in it completes a login until `/callback` redeems it.
+impl fmt::Debug for Started {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoint = self.authorization_url.split(['?', '#']).next().unwrap_or_default();
+        f.debug_struct("Started")
+            .field("authorization_url", &format_args!("{endpoint}?[redacted]"))
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// RFC 7636 §4.2: `BASE64URL(SHA256(ASCII(code_verifier)))`.
@@ -132,6 +144,24 @@ mod tests {
             );
         }
         assert_ne!(random_urlsafe(32).unwrap(), random_urlsafe(32).unwrap());
+    }
+
+    #[test]
+    fn debug_shows_the_endpoint_but_not_the_state() {
+        let started = Started {
+            authorization_url: "https://provider.example/oauth2/authorize?client_id=c&state=S3cr3tState".into(),
+            expires_at: 1_800_000_000,
+        };
+        let printed = format!("{started:?}");
+        assert!(
+            printed.contains("https://provider.example/oauth2/authorize"),
+            "{printed}"
+        );
+        assert!(printed.contains("1800000000"), "{printed}");
+        assert!(
+            !printed.contains("S3cr3tState") && !printed.contains("client_id"),
+            "{printed}"
+        );
     }
 
     #[test]

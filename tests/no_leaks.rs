@@ -774,8 +774,15 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
             connection: "default".into(),
             issued_at: START,
         };
+        let started = token_broker::login::Started {
+            authorization_url: format!(
+                "https://provider.example/authorize?client_id=c&state={}",
+                flow.states[0]
+            ),
+            expires_at: START + 600,
+        };
         let debug_prints = format!(
-            "{:?}\n{:#?}\n{stored:?}\n{stored:#?}\n{record:?}\n{grant:?}\n{pending:?}\n{:?}",
+            "{:?}\n{:#?}\n{stored:?}\n{stored:#?}\n{record:?}\n{grant:?}\n{pending:?}\n{started:?}\n{:?}",
             flow.h.app.config, flow.h.app.config, flow.h.app.sealer
         );
         let outage = run_store_outage(&mut flow.exchanges, &overrides).await;
