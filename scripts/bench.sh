@@ -2,7 +2,7 @@
 # `make bench`: builds the Lambda functions and the bench (bench/), then runs the bench, which
 # prints one Markdown table and writes it to target/bench/report.md. See BENCHMARKS.md.
 #
-#   BENCH=full   (default) release profile, 20 cold starts per function, 10 000 warm calls,
+#   BENCH=full   (default) release profile, 100 cold starts per function, 10 000 warm calls,
 #                arm64 zips via `make build` (cargo-lambda + zig)
 #   BENCH=short  debug builds (what `cargo test` has mostly built already), a few iterations, no
 #                zips: checks that the bench runs (make test does); its figures mean nothing

@@ -72,7 +72,9 @@ impl Plan {
     fn for_mode(mode: Mode) -> Self {
         match mode {
             Mode::Full => Self {
-                cold_runs: 20,
+                // The median of 20 pairs moved by ±0.1 between runs of one build; of 100, by a
+                // few hundredths. A cold start takes milliseconds, so this costs seconds.
+                cold_runs: 100,
                 token_rounds: 10,
                 token_calls_per_round: 1_000,
                 other_calls: 500,
