@@ -88,7 +88,12 @@ impl RedisStore {
         // The client would otherwise announce its name and version on every connect, one more
         // round trip before a cold start's first read, for a label only `CLIENT LIST` shows.
         let settings = info.redis_settings().clone().set_skip_set_lib_name();
-        let client = Client::open(info.set_redis_settings(settings)).map_err(|e| StoreError::Protocol(describe(&e)))?;
+        // redis-rs leaves Nagle's algorithm on, unlike most Redis clients: a small write sent
+        // while an earlier one is unacknowledged (concurrent commands flushed apart) would wait
+        // a round trip for that ACK.
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let info = info.set_redis_settings(settings).set_tcp_settings(tcp);
+        let client = Client::open(info).map_err(|e| StoreError::Protocol(describe(&e)))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -275,4 +280,21 @@ fn escape_glob(text: &str) -> String {
         escaped.push(c);
     }
     escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_turn_nagle_off_and_skip_the_client_name() {
+        let store = RedisStore::new(
+            &Secret::new("redis://127.0.0.1:6379/0".to_owned()),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let info = store.connection.client.get_connection_info();
+        assert!(info.tcp_settings().nodelay());
+        assert!(info.redis_settings().skip_set_lib_name());
+    }
 }
