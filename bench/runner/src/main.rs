@@ -72,8 +72,8 @@ impl Plan {
     fn for_mode(mode: Mode) -> Self {
         match mode {
             Mode::Full => Self {
-                // The median of 20 pairs moved by ±0.1 between runs of one build; of 100, by a
-                // few hundredths. A cold start takes milliseconds, so this costs seconds.
+                // The median of 20 pairs moved by ±0.1 between runs of one build; of 100, by
+                // about ±0.05. A cold start takes milliseconds, so this costs seconds.
                 cold_runs: 100,
                 token_rounds: 10,
                 token_calls_per_round: 1_000,
