@@ -5,7 +5,10 @@
 //! an owner and an expiry decides who refreshes, and the write of the new pair is conditional on
 //! the generation it replaces, so a slow instance can never put back an older pair.
 
-use std::time::{Duration, Instant};
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
 
 use crate::{
     app::App,
@@ -13,11 +16,20 @@ use crate::{
     provider::ProviderError,
     record::{ConnectionRecord, TokenSet},
     secret::random_urlsafe,
-    store::{Expect, Store},
+    store::{Expect, Store, StoreError},
 };
 
 /// How often a caller waiting for another's refresh looks at the store again.
 const POLL: Duration = Duration::from_millis(50);
+
+/// The pauses between attempts to store a refreshed pair while the store is unavailable. By then
+/// the provider may have rotated the refresh token (Digi-Key does on every refresh): the pair in
+/// hand can be the only valid one left, worth two seconds of a failover or a dropped connection.
+const STORE_RETRY_PAUSES: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(400),
+    Duration::from_millis(1500),
+];
 
 /// Returns an access token valid for more than `min_valid(stored pair)` seconds if one can be
 /// had; after a refresh the new token is returned even if the provider's lifetime is shorter
@@ -100,6 +112,9 @@ enum Outcome {
     StaleRefreshToken,
     InvalidGrant,
     ProviderError,
+    /// Refreshed, but the store stayed unavailable through every retry: if the provider rotated
+    /// the refresh token, the connection needs a new login.
+    NotStored,
 }
 
 impl Outcome {
@@ -111,6 +126,7 @@ impl Outcome {
             Self::StaleRefreshToken => "stale_refresh_token",
             Self::InvalidGrant => "invalid_grant",
             Self::ProviderError => "provider_error",
+            Self::NotStored => "not_stored",
         }
     }
 }
@@ -142,6 +158,17 @@ impl<S> Attempt<'_, S> {
                     latency_ms,
                     generation,
                     "refresh: pair not stored, a newer write came first"
+                )
+            }
+            Outcome::NotStored => {
+                tracing::error!(
+                    connection,
+                    outcome = outcome_name,
+                    latency_ms,
+                    generation,
+                    cause,
+                    "refresh: the new pair could not be stored; if the provider rotated the refresh \
+                     token, the connection needs a new login"
                 )
             }
             _ => tracing::warn!(
@@ -227,15 +254,52 @@ async fn refresh_locked<S: Store>(
     }
 }
 
-/// Writes a freshly refreshed pair over the generation it was refreshed from.
+/// Writes a freshly refreshed pair over the generation it was refreshed from, retrying while
+/// the store is unavailable.
 async fn store_refreshed<S: Store>(attempt: &Attempt<'_, S>, next: &TokenSet) -> Result<(), BrokerError> {
     let (app, key) = (attempt.app, attempt.key);
-    let now = app.clock.now();
     let record = app.seal_record(key, &ConnectionRecord::Active(next.clone()))?;
-    let ttl = ttl(next.refresh_valid_for(now));
+    let ttl = ttl(next.refresh_valid_for(app.clock.now()));
+    let stored = retrying_while_unavailable(attempt, || write_refreshed(attempt, &record, ttl)).await;
+    if let Err(error) = &stored {
+        attempt.report(Outcome::NotStored, attempt.generation, Some(error));
+    }
+    Ok(stored?)
+}
+
+/// Runs `operation` again after each of [`STORE_RETRY_PAUSES`] for as long as the store is
+/// unavailable; any other outcome is final.
+async fn retrying_while_unavailable<S, T, F, Fut>(attempt: &Attempt<'_, S>, mut operation: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    for pause in STORE_RETRY_PAUSES {
+        match operation().await {
+            Err(StoreError::Unavailable(error)) => {
+                tracing::warn!(
+                    connection = attempt.connection,
+                    error,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "refresh: the store is unavailable; the new pair is kept to try again"
+                );
+                tokio::time::sleep(pause).await;
+            }
+            done => return done,
+        }
+    }
+    operation().await
+}
+
+async fn write_refreshed<S: Store>(
+    attempt: &Attempt<'_, S>,
+    record: &[u8],
+    ttl: Option<Duration>,
+) -> Result<(), StoreError> {
+    let (app, key) = (attempt.app, attempt.key);
     if let Some(written) = app
         .store
-        .write(key, Expect::Generation(attempt.generation), &record, ttl)
+        .write(key, Expect::Generation(attempt.generation), record, ttl)
         .await?
     {
         attempt.report(Outcome::Refreshed, written, None);
@@ -245,14 +309,23 @@ async fn store_refreshed<S: Store>(attempt: &Attempt<'_, S>, next: &TokenSet) ->
     // and another caller refreshed too. If what they wrote is a re-authorization mark, their
     // refresh failed because ours had already rotated the token: our pair holds the provider's
     // newest refresh token and must replace the mark, or the connection would die needlessly.
-    if let Some(stored) = app.store.load(key).await?
+    let stored = app.store.load(key).await?;
+    // Or the writer was us: an attempt whose answer was lost with the connection. Every attempt
+    // writes the same bytes (sealing once), so they identify it.
+    if let Some(stored) = &stored
+        && stored.data == record
+    {
+        attempt.report(Outcome::Refreshed, stored.generation, None);
+        return Ok(());
+    }
+    if let Some(stored) = stored
         && matches!(
             app.open_record(key, stored.data.clone()),
             Ok(ConnectionRecord::ReauthorizationRequired { .. })
         )
         && let Some(written) = app
             .store
-            .write(key, Expect::Generation(stored.generation), &record, ttl)
+            .write(key, Expect::Generation(stored.generation), record, ttl)
             .await?
     {
         attempt.report(Outcome::RefreshedOverMark, written, None);

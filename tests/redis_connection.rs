@@ -2,6 +2,7 @@
 //! the connections opened and every turn at which the broker speaks again after Redis has
 //! answered. A fresh token must cost exactly one round trip, on a cold instance's first call (after
 //! the connect) as well as on a warm one; the connect itself can happen before the first call.
+//! The relay can also lose an answer, as a connection dropped mid-command does.
 
 mod common;
 
@@ -20,11 +21,13 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-/// A TCP relay to the test Redis that counts connections and request turns.
+/// A TCP relay to the test Redis that counts connections and request turns, and can lose an
+/// answer: armed, it closes the connection instead of passing on Redis's next reply.
 struct Relay {
     url: String,
     turns: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
+    lose_next_reply: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -43,7 +46,8 @@ impl Relay {
         let url = format!("redis://{}", listener.local_addr().unwrap());
         let turns = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (counter, accepted) = (turns.clone(), connections.clone());
+        let lose_next_reply = Arc::new(AtomicBool::new(false));
+        let (counter, accepted, lose) = (turns.clone(), connections.clone(), lose_next_reply.clone());
         tokio::spawn(async move {
             loop {
                 let (client, _) = listener.accept().await.unwrap();
@@ -59,14 +63,16 @@ impl Relay {
                     asking.clone(),
                     true,
                     Some(counter.clone()),
+                    None,
                 ));
-                tokio::spawn(pump(server_read, client_write, asking, false, None));
+                tokio::spawn(pump(server_read, client_write, asking, false, None, Some(lose.clone())));
             }
         });
         Self {
             url,
             turns,
             connections,
+            lose_next_reply,
         }
     }
 
@@ -85,10 +91,11 @@ async fn pump(
     asking: Arc<AtomicBool>,
     request_side: bool,
     turns: Option<Arc<AtomicUsize>>,
+    lose: Option<Arc<AtomicBool>>,
 ) {
     let mut buffer = vec![0; 16 * 1024];
     while let Ok(read) = from.read(&mut buffer).await {
-        if read == 0 {
+        if read == 0 || lose.as_ref().is_some_and(|lose| lose.swap(false, Ordering::SeqCst)) {
             break;
         }
         let was_asking = asking.swap(request_side, Ordering::SeqCst);
@@ -206,4 +213,41 @@ async fn a_failed_early_connect_is_retried_by_the_first_call() {
     let up = h.call(Route::Token, "token").await;
     assert_eq!(up.status, 200, "{}", up.body);
     assert_eq!(up.json()["access_token"], "access-0");
+}
+
+/// A refresh whose write reached Redis but whose answer was lost with the connection: the retry
+/// finds the pair it wrote, so the refresh counts as stored, not as lost to another writer.
+#[tokio::test]
+async fn a_write_whose_answer_was_lost_is_recognized_as_stored() {
+    let relay = Relay::start().await;
+    let (direct, mut h) = relayed(&relay).await;
+    let metrics = h.capture_metrics();
+    direct
+        .seed(&tokens("access-0", "refresh-0", START, START + 86_400))
+        .await;
+    let fake = Arc::new(RotatingProvider::holding("refresh-0"));
+    fake.mount(&h.provider, Duration::from_millis(300)).await;
+
+    // Armed while the provider holds the refresh: the next thing Redis answers is the write.
+    let lose = relay.lose_next_reply.clone();
+    let arm = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        lose.store(true, Ordering::SeqCst);
+    });
+    let reply = h.call(Route::Token, "token").await;
+    arm.await.unwrap();
+
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["access_token"], "access-1");
+    assert_eq!(direct.stored_tokens().await.access_token.expose(), "access-1");
+    assert_eq!(relay.connections(), 2, "the lost answer cost the connection");
+    let outcomes: Vec<String> = metrics
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|metric| metric["Outcome"].as_str().map(str::to_owned))
+        .collect();
+    assert!(outcomes.iter().all(|outcome| outcome == "refreshed"), "{outcomes:?}");
+    assert!(!outcomes.is_empty());
 }

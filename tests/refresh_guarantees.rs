@@ -402,3 +402,66 @@ async fn a_redis_restart_gives_503s_then_recovers_without_a_process_restart() {
     assert!(recovered, "the warm instance did not recover after Redis came back");
     assert_eq!(h.stored_tokens().await.access_token.expose(), "access-0");
 }
+
+/// By the time the new pair is written the provider has rotated the refresh token, so the stored
+/// one is dead: a Redis that drops out at that moment must not cost the grant. The write waits
+/// for Redis to come back.
+#[tokio::test]
+async fn a_redis_outage_after_a_rotation_keeps_the_new_pair() {
+    let redis = Arc::new(OwnRedis::start());
+    let h = Harness::with(&[("REDIS_URL", &redis.url())]).await;
+    h.seed(&tokens("access-0", "refresh-0", START, START + 86_400)).await;
+    let fake = Arc::new(RotatingProvider::holding("refresh-0"));
+    fake.mount(&h.provider, Duration::from_millis(500)).await;
+
+    // Down from while the provider holds the refresh until after it has answered.
+    let outage = tokio::task::spawn_blocking({
+        let redis = redis.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(150));
+            redis.stop();
+            std::thread::sleep(Duration::from_millis(750));
+            redis.restart();
+        }
+    });
+    let reply = h.call(Route::Token, "token").await;
+    outage.await.unwrap();
+
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["access_token"], "access-1");
+    assert_eq!(fake.refreshes(), 1);
+    let stored = h.stored_tokens().await;
+    assert_eq!(stored.access_token.expose(), "access-1");
+    assert_eq!(Some(stored.refresh_token.expose().to_owned()), fake.current_refresh());
+}
+
+/// A Redis that stays away through every retry: the caller gets 503, and the lost pair is
+/// logged and counted, since the connection may now need a new login.
+#[tokio::test]
+async fn a_redis_outage_through_every_retry_is_503_and_counted_as_not_stored() {
+    let redis = OwnRedis::start();
+    let mut h = Harness::with(&[("REDIS_URL", &redis.url())]).await;
+    let metrics = h.capture_metrics();
+    h.seed(&tokens("access-0", "refresh-0", START, START + 86_400)).await;
+    let fake = Arc::new(RotatingProvider::holding("refresh-0"));
+    fake.mount(&h.provider, Duration::from_millis(300)).await;
+
+    let outage = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        redis.stop();
+        redis
+    });
+    let started = Instant::now();
+    let reply = h.call(Route::Token, "token").await;
+    let _redis = outage.await.unwrap();
+
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.error(), "store_unavailable");
+    assert!(started.elapsed() >= Duration::from_secs(2), "the write was not retried");
+    assert_eq!(fake.refreshes(), 1);
+    let lines = metrics.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|line| line.contains(r#""Outcome":"not_stored""#)),
+        "{lines:?}"
+    );
+}
