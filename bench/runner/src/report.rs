@@ -41,6 +41,19 @@ impl Row {
         self.ratio = ratio.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×"));
         self
     }
+    /// A median ratio with the middle half of the paired ratios around it.
+    fn paired_ratio(mut self, paired: Option<Paired>) -> Self {
+        self.ratio = paired.map_or_else(
+            || "—".to_owned(),
+            |p| {
+                format!(
+                    "{:.2}× (middle half {:.2}–{:.2})",
+                    p.median, p.lower_quartile, p.upper_quartile
+                )
+            },
+        );
+        self
+    }
     fn target(mut self, target: &'static str, met: Option<bool>) -> Self {
         self.target = target;
         self.met = match met {
@@ -50,6 +63,14 @@ impl Row {
         };
         self
     }
+}
+
+/// The ratios of a function's cold starts to the hello-world's of the same rounds.
+#[derive(Clone, Copy)]
+struct Paired {
+    median: f64,
+    lower_quartile: f64,
+    upper_quartile: f64,
 }
 
 fn ms(d: Duration) -> String {
@@ -146,7 +167,7 @@ pub fn render(args: &Args, r: &Results) -> String {
     };
     // Each round starts every process once, one after the other: the ratio of a function to the
     // hello-world started just before it cancels most of the machine's drifting load.
-    let paired = |label: &str| -> Option<f64> {
+    let paired = |label: &str| -> Option<Paired> {
         let (cold, base) = (r.cold.get(label)?, r.cold.get("baseline")?);
         let mut ratios: Vec<f64> = cold
             .first_answer
@@ -155,7 +176,12 @@ pub fn render(args: &Args, r: &Results) -> String {
             .map(|(f, b)| f.as_secs_f64() / b.as_secs_f64())
             .collect();
         ratios.sort_by(f64::total_cmp);
-        (!ratios.is_empty()).then(|| ratios[(ratios.len() - 1) / 2])
+        let at = |quantile: f64| ratios[((ratios.len() - 1) as f64 * quantile).round() as usize];
+        (!ratios.is_empty()).then(|| Paired {
+            median: ratios[(ratios.len() - 1) / 2],
+            lower_quartile: at(0.25),
+            upper_quartile: at(0.75),
+        })
     };
     let base_text = describe_cold("baseline");
 
@@ -181,8 +207,8 @@ pub fn render(args: &Args, r: &Results) -> String {
                 describe_cold(name),
             )
             .baseline(base_text.clone())
-            .ratio(ratio)
-            .target("≤ 1.3×", ratio.map(|x| x <= COLD_TARGET)),
+            .paired_ratio(ratio)
+            .target("≤ 1.3×", ratio.map(|p| p.median <= COLD_TARGET)),
         );
     }
     for (label, what) in [
@@ -193,7 +219,7 @@ pub fn render(args: &Args, r: &Results) -> String {
             rows.push(
                 row(what, describe_cold(label))
                     .baseline(base_text.clone())
-                    .ratio(paired(label)),
+                    .paired_ratio(paired(label)),
             );
         }
     }
