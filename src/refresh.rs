@@ -112,8 +112,9 @@ enum Outcome {
     StaleRefreshToken,
     InvalidGrant,
     ProviderError,
-    /// Refreshed, but the store stayed unavailable through every retry: if the provider rotated
-    /// the refresh token, the connection needs a new login.
+    /// Refreshed, but the store did not take the pair (unavailable through every retry, or an
+    /// unexpected answer): if the provider rotated the refresh token, the connection needs a new
+    /// login.
     NotStored,
 }
 
