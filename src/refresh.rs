@@ -5,10 +5,7 @@
 //! an owner and an expiry decides who refreshes, and the write of the new pair is conditional on
 //! the generation it replaces, so a slow instance can never put back an older pair.
 
-use std::{
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use crate::{
     app::App,
@@ -261,23 +258,10 @@ async fn store_refreshed<S: Store>(attempt: &Attempt<'_, S>, next: &TokenSet) ->
     let (app, key) = (attempt.app, attempt.key);
     let record = app.seal_record(key, &ConnectionRecord::Active(next.clone()))?;
     let ttl = ttl(next.refresh_valid_for(app.clock.now()));
-    let stored = retrying_while_unavailable(attempt, || write_refreshed(attempt, &record, ttl)).await;
-    if let Err(error) = &stored {
-        attempt.report(Outcome::NotStored, attempt.generation, Some(error));
-    }
-    Ok(stored?)
-}
-
-/// Runs `operation` again after each of [`STORE_RETRY_PAUSES`] for as long as the store is
-/// unavailable; any other outcome is final.
-async fn retrying_while_unavailable<S, T, F, Fut>(attempt: &Attempt<'_, S>, mut operation: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    for pause in STORE_RETRY_PAUSES {
-        match operation().await {
-            Err(StoreError::Unavailable(error)) => {
+    let mut pauses = STORE_RETRY_PAUSES.into_iter();
+    let stored = loop {
+        match (write_refreshed(attempt, &record, ttl).await, pauses.next()) {
+            (Err(StoreError::Unavailable(error)), Some(pause)) => {
                 tracing::warn!(
                     connection = attempt.connection,
                     error,
@@ -286,10 +270,13 @@ where
                 );
                 tokio::time::sleep(pause).await;
             }
-            done => return done,
+            (done, _) => break done,
         }
+    };
+    if let Err(error) = &stored {
+        attempt.report(Outcome::NotStored, attempt.generation, Some(error));
     }
-    operation().await
+    Ok(stored?)
 }
 
 async fn write_refreshed<S: Store>(
