@@ -3,7 +3,10 @@
 //! A record is a hash with two fields, `gen` and `data`, so a read is one `HMGET` and the
 //! generation check of a write runs inside the server as a Lua script, atomic with the write.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use redis::{
     AsyncCommands, Client, ErrorKind, IntoConnectionInfo, RedisError, Script, Value,
@@ -57,15 +60,18 @@ redis.call('DEL', KEYS[1])
 return found
 ";
 
+/// Each script is hashed (SHA-1, for EVALSHA) on its first use, not at start-up: `/token` with a
+/// fresh token and `/verify` run none of them.
+static WRITE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(WRITE));
+static UNLOCK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
+static TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE));
+
 /// One multiplexed connection per process, opened on first use (or early, by
 /// [`RedisStore::connect_early`]) and re-opened by itself after a failure, so a warm function
 /// survives a Redis restart without being recycled.
 #[derive(Clone)]
 pub struct RedisStore {
     connection: Arc<Connection>,
-    write: Script,
-    unlock: Script,
-    take: Script,
 }
 
 /// How to connect, and the connection once it is open.
@@ -105,9 +111,6 @@ impl RedisStore {
                 config,
                 open: OnceCell::new(),
             }),
-            write: Script::new(WRITE),
-            unlock: Script::new(UNLOCK),
-            take: Script::new(TAKE),
         })
     }
 
@@ -187,8 +190,7 @@ impl Store for RedisStore {
         // A zero TTL would delete the key at once; a record that is already expired is better
         // kept for a moment than lost, so round up to one millisecond.
         let ttl_ms = ttl.map_or(0, |ttl| ttl.as_millis().max(1));
-        let reply: Value = self
-            .write
+        let reply: Value = WRITE_SCRIPT
             .key(key)
             .arg(expected)
             .arg(data)
@@ -214,8 +216,7 @@ impl Store for RedisStore {
 
     async fn unlock(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         let mut connection = self.connection().await?;
-        let _: i64 = self
-            .unlock
+        let _: i64 = UNLOCK_SCRIPT
             .key(key)
             .arg(owner)
             .invoke_async(&mut connection)
@@ -226,8 +227,7 @@ impl Store for RedisStore {
 
     async fn take(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let mut connection = self.connection().await?;
-        let found: Option<(u64, Vec<u8>)> = self
-            .take
+        let found: Option<(u64, Vec<u8>)> = TAKE_SCRIPT
             .key(key)
             .invoke_async(&mut connection)
             .await
