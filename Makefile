@@ -54,14 +54,16 @@ deploy: tools ## Build with SAM and deploy (asks for the parameters on the first
 	PATH="$(TOOLS_BIN):$$PATH" sam build
 	PATH="$(TOOLS_BIN):$$PATH" sam deploy --guided
 
-watch: tools ## Serve the functions locally through cargo-lambda's emulator, configured from .env
+# Not 9000, where `make serve` listens, so that both can run at once.
+WATCH_PORT ?= 9100
+watch: tools ## Serve the functions locally through cargo-lambda's emulator on :9100 (WATCH_PORT), configured from .env
 	@[ -f .env ] || { echo "make watch: create .env first (cp .env.example .env; REDIS_URL is required here)" >&2; exit 1; }
-	PATH="$(TOOLS_BIN):$$PATH" cargo lambda watch --env-file .env
+	PATH="$(TOOLS_BIN):$$PATH" cargo lambda watch --invoke-port $(WATCH_PORT) --env-file .env
 
 FN ?= token
 EVENT ?= $(FN)
 invoke: tools ## Send events/$(EVENT).json to function $(FN) running under `make watch`
-	PATH="$(TOOLS_BIN):$$PATH" cargo lambda invoke --invoke-address 127.0.0.1 $(FN) --data-file events/$(EVENT).json && echo
+	PATH="$(TOOLS_BIN):$$PATH" cargo lambda invoke --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) $(FN) --data-file events/$(EVENT).json && echo
 
 BENCH ?= full
 bench: ## Benchmark the functions against a hello-world (BENCH=short: check that it runs); see BENCHMARKS.md
