@@ -307,3 +307,80 @@ async fn named_connections_work_in_local_mode() {
     assert_eq!(names, ["lab-1", "lab-2"]);
     server.stop();
 }
+
+#[tokio::test]
+async fn a_restart_after_kill_9_mid_refresh_refreshes_at_once() {
+    use wiremock::{Mock, ResponseTemplate, matchers};
+    let provider = MockServer::start().await;
+    let grant = |access: &str, refresh: &str, expires_in: i64| {
+        let mut body = grant_body(access, refresh);
+        body["expires_in"] = expires_in.into();
+        ResponseTemplate::new(200).set_body_json(body)
+    };
+    let refresh = || {
+        Mock::given(matchers::method("POST"))
+            .and(matchers::path(TOKEN_PATH))
+            .and(matchers::body_string_contains("grant_type=refresh_token"))
+    };
+    // A pair that is due at once, whose first refresh the provider holds until the process dies.
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path(TOKEN_PATH))
+        .and(matchers::body_string_contains("grant_type=authorization_code"))
+        .respond_with(grant("access-0", "refresh-0", 1))
+        .mount(&provider)
+        .await;
+    refresh()
+        .respond_with(grant("access-held", "refresh-held", 1799).set_delay(Duration::from_secs(60)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&provider)
+        .await;
+    refresh()
+        .respond_with(grant("access-1", "refresh-1", 1799))
+        .mount(&provider)
+        .await;
+    let refreshes = || async {
+        let requests = provider.received_requests().await.unwrap_or_default();
+        requests
+            .iter()
+            .filter(|r| String::from_utf8_lossy(&r.body).contains("grant_type=refresh_token"))
+            .count()
+    };
+    let dir = data_dir("kill9-refresh");
+    let mut env = local_env(&provider, free_port(), &dir);
+    env.push(("KEEPALIVE_INTERVAL".into(), "0".into()));
+    // REFRESH_WAIT stays at its 5 s default: the dead holder's lock (15 s) would outlast it.
+
+    let server = Server::start(&dir, &env).await;
+    assert_eq!(server.get(CALLBACK, false).await.0, 200);
+    let base = server.base.clone();
+    let held = tokio::spawn(async move {
+        let _ = client()
+            .get(format!("{base}/token"))
+            .header("authorization", format!("Bearer {API_KEY}"))
+            .send()
+            .await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refreshes().await == 0 {
+        assert!(Instant::now() < deadline, "the refresh never reached the provider");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill_hard();
+    held.abort();
+    // The access token of the first pair has lapsed by now: only a refresh can serve /token.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let server = Server::start(&dir, &env).await;
+    let started = Instant::now();
+    let (status, token) = server.get("/token", true).await;
+    let waited = started.elapsed();
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(token["access_token"], "access-1");
+    assert!(
+        waited < Duration::from_secs(3),
+        "waited {waited:?} for a dead holder's lock"
+    );
+    assert_eq!(refreshes().await, 2, "exactly one refresh after the restart");
+    server.stop();
+}

@@ -277,3 +277,53 @@ conformance!(
     delete_removes_and_reports_existence,
     keys_lists_live_records_under_a_prefix,
 );
+
+/// What only the embedded store promises: it is one process's file.
+mod embedded_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn reopening_drops_the_locks_of_the_process_that_had_it_open() {
+        let dir = common::scratch_dir("reopen-locks");
+        let (record_key, lock_key) = (key("rec"), key("lock"));
+        let store = EmbeddedStore::open(&dir).unwrap();
+        let generation = store.write(&record_key, Expect::Any, b"kept", None).await.unwrap();
+        assert!(
+            store
+                .try_lock(&lock_key, "dead", Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        drop(store);
+
+        let store = EmbeddedStore::open(&dir).unwrap();
+        assert!(
+            store
+                .try_lock(&lock_key, "alive", Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        let record = store.load(&record_key).await.unwrap().unwrap();
+        assert_eq!(
+            (Some(record.generation), record.data.as_slice()),
+            (generation, &b"kept"[..])
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_database_file_is_owner_only_even_when_made_before() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = common::scratch_dir("file-mode");
+        let store = EmbeddedStore::open(&dir).unwrap();
+        assert_eq!(mode(store.path()), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+        let path = store.path().to_owned();
+        drop(store);
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _store = EmbeddedStore::open(&dir).unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
+}

@@ -30,15 +30,21 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (or creates) `dir/tokens.redb`. Fails if another process has it open: two servers
     /// on one file would each believe they hold the only copy.
+    ///
+    /// Every refresh lock found on opening belongs to a dead process (no other can have the file
+    /// open), so they are dropped: a server restarted after `kill -9` mid-refresh refreshes at
+    /// once instead of waiting out the dead holder's lock.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
-        restrict_permissions(dir);
         let path = dir.join("tokens.redb");
-        let db = Database::create(&path)
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let cannot_open =
+            |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()));
+        restrict_permissions(dir, &path).map_err(|e| cannot_open(&e))?;
+        let db = Database::create(&path).map_err(|e| cannot_open(&e))?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
+        txn.delete_table(LOCKS).map_err(unavailable)?;
         txn.open_table(LOCKS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db), path })
@@ -59,15 +65,26 @@ impl EmbeddedStore {
     }
 }
 
-/// The file holds tokens: only its owner may read it.
+/// The file holds tokens: only its owner may read it, and the directory too, so neither a copied
+/// file nor a loosened directory exposes it. The file is created owner-only, never first with the
+/// umask's mode; one made by an older version is tightened.
 #[cfg(unix)]
-fn restrict_permissions(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
+fn restrict_permissions(dir: &Path, file: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(file)?;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
 }
 
 #[cfg(not(unix))]
-fn restrict_permissions(_dir: &Path) {}
+fn restrict_permissions(_dir: &Path, _file: &Path) -> std::io::Result<()> {
+    Ok(())
+}
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("embedded store: {error}"))
