@@ -17,15 +17,14 @@ use lambda_http::{
     http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header},
 };
 use token_broker::{
-    api_keys::ApiKeys,
-    connection,
-    error::BrokerError,
-    provider::{self, Outage, ProviderError},
-    record::{ConnectionRecord, TokenSet},
-    request::{self, Query},
-    routes::Route,
-    sealing::{self, Sealer},
-    secret::Secret,
+    base::api_keys::ApiKeys,
+    base::record::{ConnectionRecord, Grant, TokenSet},
+    base::sealing::{self, Sealer},
+    base::secret::Secret,
+    http::error::BrokerError,
+    http::request::{self, Query},
+    http::routes::Route,
+    oauth::provider::{self, Outage, ProviderError},
 };
 
 /// One target: what it does with an input.
@@ -142,7 +141,7 @@ fn to_uri(line: &[u8]) -> Uri {
 pub fn check_request(request: &Request) {
     let keys = ApiKeys::new(&[API_KEY], Vec::new());
     let json = request::prefers_json(request);
-    let _ = Route::from_path(request.uri().path());
+    let _ = Route::<token_broker::base::store::RedisStore>::from_path(request.uri().path());
     // Rendering an error page is the slow part of a run: render one of each kind.
     let mut refused = None;
     for allowed in ["GET", "POST", "GET, POST"] {
@@ -162,7 +161,7 @@ pub fn check_request(request: &Request) {
             Query::default()
         }
     };
-    if let Err(error) = connection::from_query(&query) {
+    if let Err(error) = request::connection(&query) {
         render(error, json);
     }
     match request::authenticate(request, &query, &keys) {
@@ -226,7 +225,7 @@ fn render(error: BrokerError, json: bool) {
 pub const STRICT_ENV: &str = "FUZZ_LAMBDA_HTTP_STRICT";
 
 /// A raw API Gateway event taken the way a deployed function takes it: deserialized, repaired by
-/// `token_broker::lambda::sanitize`, turned into a request by lambda_http, then through
+/// `token_broker::serve::lambda::sanitize`, turned into a request by lambda_http, then through
 /// [`check_request`]. Nothing is contained: release builds abort on panic, so any panic here
 /// would end a Lambda instance.
 ///
@@ -245,7 +244,7 @@ pub fn api_gateway_event(data: &[u8]) {
         return;
     };
     let event = lambda_http::LambdaEvent::new(payload, lambda_http::Context::default());
-    let request: Request = token_broker::lambda::sanitize(event).payload.into();
+    let request: Request = token_broker::serve::lambda::sanitize(event).payload.into();
     check_request(&request);
 }
 
@@ -353,7 +352,7 @@ pub fn provider_response(data: &[u8]) {
 }
 
 /// What the callback and refresh paths do with a grant: build the token set and store it.
-fn store_grant(grant: provider::Grant) {
+fn store_grant(grant: Grant) {
     let refreshed_from = TokenSet {
         access_token: Secret::new("old-access"),
         refresh_token: Secret::new("old-refresh"),

@@ -59,8 +59,8 @@ if [ "$mode" = full ]; then
   variant=$work/variant-mt
   rm -rf "$variant" && mkdir -p "$variant"
   cp -r Cargo.toml Cargo.lock src "$variant/"
-  sed -i 's/new_current_thread()/new_multi_thread()/' "$variant/src/lambda.rs"
-  if grep -q 'new_multi_thread()' "$variant/src/lambda.rs"; then
+  sed -i 's/new_current_thread()/new_multi_thread()/' "$variant/src/serve/lambda.rs"
+  if grep -q 'new_multi_thread()' "$variant/src/serve/lambda.rs"; then
     echo "bench: building the multi_thread variant of token" >&2
     if CARGO_TARGET_DIR=$work/variant-target cargo build --manifest-path "$variant/Cargo.toml" \
         --release --locked --bin token --features tokio/rt-multi-thread; then
@@ -69,7 +69,7 @@ if [ "$mode" = full ]; then
       echo "bench: the multi_thread variant did not build; the runtime comparison covers the hello-world only" >&2
     fi
   else
-    echo "bench: src/lambda.rs has no new_current_thread() any more; no multi_thread variant" >&2
+    echo "bench: src/serve/lambda.rs has no new_current_thread() any more; no multi_thread variant" >&2
   fi
 
   echo "bench: building the arm64 zips (make build)" >&2

@@ -1,31 +1,18 @@
 //! token-broker: holds a provider's OAuth 2.0 tokens for clients that cannot log in themselves.
 //!
-//! The library holds all logic; each binary in `src/bin/` is one Lambda function serving one
-//! route through [`lambda::run`].
+//! Four layers, each importing only from those below it (`tests/layers.rs` checks):
+//!
+//! 1. [`base`]: what the broker keeps and where: records, secrets, sealing, the clock,
+//!    configuration, the store trait, its backends and its key layout. Knows nothing of OAuth
+//!    flows or HTTP.
+//! 2. [`oauth`]: the protocol: the provider's token endpoint, starting a login (state and PKCE),
+//!    refreshing with one refresh in flight, keep-alive.
+//! 3. [`http`]: requests, responses, pages, every error mapped to a status code, and the route
+//!    table with one handler per route.
+//! 4. [`serve`]: the two ways to run it: one Lambda function per route, or local mode's single
+//!    process. Each binary in `src/bin/` is a few lines over this layer.
 
-pub mod api_keys;
-pub mod app;
-pub mod aws_secrets;
-pub mod clock;
-pub mod config;
-pub mod connection;
-pub mod error;
-pub mod keepalive;
-pub mod lambda;
-#[cfg(feature = "local")]
-pub mod local;
-pub mod logging;
-pub mod login;
-pub mod metrics;
-pub mod pages;
-pub mod provider;
-pub mod record;
-pub mod refresh;
-pub mod request;
-pub mod response;
-pub mod routes;
-pub mod sealing;
-pub mod secret;
-pub mod sigv4;
-pub mod store;
-pub mod tls;
+pub mod base;
+pub mod http;
+pub mod oauth;
+pub mod serve;

@@ -5,9 +5,9 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use token_broker::{
-    aws_secrets::{self, SecretsError},
-    clock::ManualClock,
-    sigv4,
+    base::aws::secrets::{self as aws_secrets, SecretsError},
+    base::aws::sigv4,
+    base::clock::ManualClock,
 };
 use wiremock::{
     Mock, MockServer, Request, ResponseTemplate,
@@ -54,14 +54,14 @@ fn lambda_env(server: &MockServer) -> HashMap<&'static str, String> {
 async fn fetch_with(
     env: &HashMap<&'static str, String>,
     timeout: Duration,
-) -> Result<HashMap<String, token_broker::secret::Secret>, SecretsError> {
+) -> Result<HashMap<String, token_broker::base::secret::Secret>, SecretsError> {
     let lookup = |name: &str| env.get(name).cloned();
     aws_secrets::fetch_with_clock(ARN, &http(timeout), &lookup, &ManualClock::new(NOW)).await
 }
 
 async fn fetch(
     env: &HashMap<&'static str, String>,
-) -> Result<HashMap<String, token_broker::secret::Secret>, SecretsError> {
+) -> Result<HashMap<String, token_broker::base::secret::Secret>, SecretsError> {
     fetch_with(env, aws_secrets::TIMEOUT).await
 }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use token_broker::{record::ConnectionRecord, routes::Route};
+use token_broker::{base::record::ConnectionRecord, http::routes::Route};
 use wiremock::{Mock, ResponseTemplate, matchers};
 
 #[tokio::test]
@@ -19,7 +19,7 @@ async fn callback_exchanges_the_code_and_stores_both_expiry_times() {
     )
     .await;
 
-    let reply = h.call(Route::Callback, "callback").await;
+    let reply = h.call(Route::CALLBACK, "callback").await;
 
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(reply.header("content-type").unwrap().starts_with("text/html"));
@@ -43,7 +43,7 @@ async fn callback_sends_the_exact_form_with_client_secret_post() {
     )
     .await;
 
-    assert_eq!(h.call(Route::Callback, "callback").await.status, 200);
+    assert_eq!(h.call(Route::CALLBACK, "callback").await.status, 200);
 
     let received = h.provider.received_requests().await.unwrap();
     assert_eq!(received.len(), 1);
@@ -88,7 +88,7 @@ async fn callback_uses_http_basic_when_configured() {
         .mount(&h.provider)
         .await;
 
-    assert_eq!(h.call(Route::Callback, "callback").await.status, 200);
+    assert_eq!(h.call(Route::CALLBACK, "callback").await.status, 200);
 
     let form = &h.token_requests().await[0];
     assert!(!form.contains_key("client_secret") && !form.contains_key("client_id"));
@@ -104,7 +104,7 @@ async fn callback_answers_json_when_the_client_prefers_it() {
     )
     .await;
 
-    let reply = h.call(Route::Callback, "callback-json").await;
+    let reply = h.call(Route::CALLBACK, "callback-json").await;
 
     assert_eq!(reply.status, 200);
     let body = reply.json();
@@ -122,7 +122,7 @@ async fn wrong_state_is_refused_without_calling_the_provider_or_storing() {
     )
     .await;
 
-    let reply = h.call(Route::Callback, "callback-wrong-state").await;
+    let reply = h.call(Route::CALLBACK, "callback-wrong-state").await;
 
     assert_eq!(reply.status, 403);
     assert!(reply.body.contains("invalid_state"));
@@ -138,7 +138,7 @@ async fn missing_code_or_state_is_a_bad_request() {
         "callback-missing-state",
         "callback-repeated-code",
     ] {
-        let reply = h.call(Route::Callback, event).await;
+        let reply = h.call(Route::CALLBACK, event).await;
         assert_eq!(reply.status, 400, "{event}");
         assert!(reply.body.contains("invalid_request"), "{event}");
     }
@@ -149,7 +149,7 @@ async fn missing_code_or_state_is_a_bad_request() {
 async fn provider_error_redirect_is_shown_escaped_and_stores_nothing() {
     let h = Harness::new().await;
 
-    let reply = h.call(Route::Callback, "callback-denied").await;
+    let reply = h.call(Route::CALLBACK, "callback-denied").await;
 
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("access_denied"));
@@ -167,7 +167,7 @@ async fn provider_error_redirect_is_shown_escaped_and_stores_nothing() {
 async fn error_redirect_with_a_forged_state_does_not_display_its_text() {
     let h = Harness::new().await;
 
-    let reply = h.call(Route::Callback, "callback-denied-forged").await;
+    let reply = h.call(Route::CALLBACK, "callback-denied-forged").await;
 
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("access_denied"));
@@ -187,14 +187,14 @@ async fn failed_exchange_is_502_and_keeps_the_previous_tokens() {
     )
     .await;
 
-    let reply = h.call(Route::Callback, "callback").await;
+    let reply = h.call(Route::CALLBACK, "callback").await;
 
     assert_eq!(reply.status, 502);
     assert!(reply.body.contains("invalid_grant"));
     assert!(reply.body.contains("The code has &lt;b&gt;expired&lt;/b&gt;"));
     assert_eq!(h.stored_tokens().await, previous);
 
-    let json = h.call(Route::Callback, "callback-json").await;
+    let json = h.call(Route::CALLBACK, "callback-json").await;
     assert_eq!(json.status, 502);
     assert_eq!(json.error(), "invalid_grant");
     assert_eq!(json.json()["error_description"], "The code has <b>expired</b>");
@@ -205,7 +205,7 @@ async fn the_code_exchange_is_never_retried() {
     let h = Harness::new().await;
     provider_answers(&h.provider, ResponseTemplate::new(503)).await;
 
-    let reply = h.call(Route::Callback, "callback-json").await;
+    let reply = h.call(Route::CALLBACK, "callback-json").await;
 
     assert_eq!(reply.status, 503);
     assert!(reply.header("retry-after").is_some());
@@ -222,7 +222,7 @@ async fn a_grant_without_refresh_token_is_refused_and_stores_nothing() {
     )
     .await;
 
-    let reply = h.call(Route::Callback, "callback-json").await;
+    let reply = h.call(Route::CALLBACK, "callback-json").await;
 
     assert_eq!(reply.status, 502);
     assert_eq!(reply.error(), "provider_response_invalid");
@@ -243,7 +243,7 @@ async fn a_new_login_replaces_a_reauthorization_mark() {
     )
     .await;
 
-    assert_eq!(h.call(Route::Callback, "callback").await.status, 200);
+    assert_eq!(h.call(Route::CALLBACK, "callback").await.status, 200);
 
     assert_eq!(h.stored_tokens().await.access_token.expose(), "a2");
 }
@@ -252,7 +252,7 @@ async fn a_new_login_replaces_a_reauthorization_mark() {
 async fn callback_pages_carry_the_protective_headers() {
     let h = Harness::new().await;
     for event in ["callback-wrong-state", "callback-denied"] {
-        let reply = h.call(Route::Callback, event).await;
+        let reply = h.call(Route::CALLBACK, event).await;
         assert_eq!(reply.header("cache-control"), Some("no-store"), "{event}");
         assert_eq!(reply.header("referrer-policy"), Some("no-referrer"), "{event}");
         assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{event}");
@@ -274,7 +274,7 @@ async fn stored_entry_expires_in_redis_with_the_refresh_token() {
         ResponseTemplate::new(200).set_body_json(grant_body("a", "r")),
     )
     .await;
-    assert_eq!(h.call(Route::Callback, "callback").await.status, 200);
+    assert_eq!(h.call(Route::CALLBACK, "callback").await.status, 200);
 
     let client = redis::Client::open(redis_url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
@@ -295,7 +295,7 @@ async fn redis_down_is_503_and_the_code_is_not_spent() {
     )
     .await;
 
-    let reply = h.call(Route::Callback, "callback-json").await;
+    let reply = h.call(Route::CALLBACK, "callback-json").await;
 
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert_eq!(reply.error(), "store_unavailable");

@@ -6,13 +6,13 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::*;
-use token_broker::routes::Route;
+use token_broker::http::routes::Route;
 use wiremock::{Mock, ResponseTemplate, matchers};
 
 async fn login_and_callback(h: &Harness, connection: &str) -> Reply {
     let login = h
         .call_request(
-            Route::Login,
+            Route::LOGIN,
             event_with_query("login-json", &format!("connection={connection}")),
         )
         .await;
@@ -20,7 +20,7 @@ async fn login_and_callback(h: &Harness, connection: &str) -> Reply {
     let url = reqwest::Url::parse(login.json()["authorization_url"].as_str().unwrap()).unwrap();
     let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
     h.call_request(
-        Route::Callback,
+        Route::CALLBACK,
         event_with_query("callback-json", &format!("code=code-for-{connection}&state={state}")),
     )
     .await
@@ -28,7 +28,7 @@ async fn login_and_callback(h: &Harness, connection: &str) -> Reply {
 
 async fn token_for(h: &Harness, connection: &str) -> Reply {
     h.call_request(
-        Route::Token,
+        Route::TOKEN,
         event_with_query("token", &format!("connection={connection}")),
     )
     .await
@@ -48,14 +48,14 @@ async fn two_connections_side_by_side_do_not_see_each_others_tokens() {
     assert_eq!(token_for(&h, "lab-1").await.json()["access_token"], "access-1");
     assert_eq!(token_for(&h, "lab-2").await.json()["access_token"], "access-2");
     // Nothing was stored under the default connection.
-    assert_eq!(h.call(Route::Token, "token").await.status, 401);
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 401);
 
     // Each refreshes on its own.
     h.clock.advance(1800);
     assert_eq!(token_for(&h, "lab-2").await.json()["access_token"], "access-3");
     assert_eq!(fake.refreshes(), 1);
     let verify_1 = h
-        .call_request(Route::Verify, event_with_query("verify", "connection=lab-1"))
+        .call_request(Route::VERIFY, event_with_query("verify", "connection=lab-1"))
         .await;
     assert_eq!(verify_1.status, 202);
     assert_eq!(verify_1.json()["connection"], "lab-1");
@@ -75,12 +75,12 @@ async fn revoking_one_connection_leaves_the_other() {
     login_and_callback(&h, "lab-2").await;
 
     let revoked = h
-        .call_request(Route::Revoke, event_with_query("revoke", "connection=lab-1"))
+        .call_request(Route::REVOKE, event_with_query("revoke", "connection=lab-1"))
         .await;
 
     assert_eq!(revoked.status, 200, "{}", revoked.body);
     let verify =
-        |c: &'static str| h.call_request(Route::Verify, event_with_query("verify", &format!("connection={c}")));
+        |c: &'static str| h.call_request(Route::VERIFY, event_with_query("verify", &format!("connection={c}")));
     assert_eq!(verify("lab-1").await.status, 404);
     assert_eq!(verify("lab-2").await.status, 200);
     assert_eq!(token_for(&h, "lab-2").await.status, 200);
@@ -96,7 +96,7 @@ async fn verify_without_a_connection_lists_every_connection_without_token_values
     h.seed_connection("lab-2", &tokens("access-old", "refresh-old", START - 10, START - 1))
         .await;
 
-    let reply = h.call(Route::Verify, "verify").await;
+    let reply = h.call(Route::VERIFY, "verify").await;
 
     // The status and top-level fields stay the default connection's, for existing monitors.
     assert_eq!(reply.status, 200);
@@ -127,11 +127,11 @@ async fn verify_without_a_connection_lists_every_connection_without_token_values
 async fn a_bad_connection_name_is_400_on_every_route() {
     let h = Harness::new().await;
     for (route, event) in [
-        (Route::Token, "token"),
-        (Route::Verify, "verify"),
-        (Route::Revoke, "revoke"),
-        (Route::Login, "login-json"),
-        (Route::Login, "login"),
+        (Route::TOKEN, "token"),
+        (Route::VERIFY, "verify"),
+        (Route::REVOKE, "revoke"),
+        (Route::LOGIN, "login-json"),
+        (Route::LOGIN, "login"),
     ] {
         for bad in ["a%3Ab", "..%2F..%2Fetc", &"x".repeat(65), "", "a%20b"] {
             let reply = h
@@ -146,13 +146,13 @@ async fn a_bad_connection_name_is_400_on_every_route() {
 async fn the_login_form_carries_its_connection_through_the_post() {
     let h = Harness::new().await;
     let page = h
-        .call_request(Route::Login, event_with_query("login", "connection=lab-7"))
+        .call_request(Route::LOGIN, event_with_query("login", "connection=lab-7"))
         .await;
     assert!(page.body.contains(r#"name="connection" value="lab-7""#));
 
     let mut submit = event_request("login-submit");
     *submit.body_mut() = lambda_http::Body::from("api_key=test-api-key&connection=lab-7");
-    let redirect = h.call_request(Route::Login, submit).await;
+    let redirect = h.call_request(Route::LOGIN, submit).await;
     assert_eq!(redirect.status, 302);
 
     provider_answers(
@@ -169,7 +169,7 @@ async fn the_login_form_carries_its_connection_through_the_post() {
         .into_owned();
     let reply = h
         .call_request(
-            Route::Callback,
+            Route::CALLBACK,
             event_with_query("callback", &format!("code=c&state={state}")),
         )
         .await;

@@ -6,7 +6,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::*;
-use token_broker::{routes::Route, store::Store};
+use token_broker::{base::store::Store, http::routes::Route};
 
 const KEY_1: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const KEY_2: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
@@ -26,7 +26,7 @@ async fn stored_tokens_and_login_states_are_sealed() {
     let fake = Arc::new(RotatingProvider::default());
     fake.mount(&h.provider, Duration::ZERO).await;
 
-    let login = h.call(Route::Login, "login-json").await;
+    let login = h.call(Route::LOGIN, "login-json").await;
     let states = h.app.store.keys(&format!("{prefix}:login-state:")).await.unwrap();
     assert_eq!(states.len(), 1);
     let state_record = raw(&h, &states[0]).await;
@@ -37,7 +37,7 @@ async fn stored_tokens_and_login_states_are_sealed() {
     let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
     let callback = h
         .call_request(
-            Route::Callback,
+            Route::CALLBACK,
             event_with_query("callback", &format!("code=c&state={state}")),
         )
         .await;
@@ -48,8 +48,8 @@ async fn stored_tokens_and_login_states_are_sealed() {
     for plain in ["access-1", "refresh-1", "Bearer", "format"] {
         assert!(!contains(&record, plain), "{plain} readable in the store");
     }
-    assert_eq!(h.call(Route::Token, "token").await.json()["access_token"], "access-1");
-    assert_eq!(h.call(Route::Verify, "verify").await.status, 200);
+    assert_eq!(h.call(Route::TOKEN, "token").await.json()["access_token"], "access-1");
+    assert_eq!(h.call(Route::VERIFY, "verify").await.status, 200);
 }
 
 #[tokio::test]
@@ -58,21 +58,21 @@ async fn a_record_copied_to_another_key_does_not_open_and_is_left_alone() {
     h.seed(&tokens("access-0", "refresh-0", START + 600, START + 86_400))
         .await;
     let sealed = raw(&h, &h.tokens_key()).await;
-    let other = h.app.tokens_key("other");
+    let other = h.app.keys.tokens("other");
     h.app
         .store
-        .write(&other, token_broker::store::Expect::Any, &sealed, None)
+        .write(&other, token_broker::base::store::Expect::Any, &sealed, None)
         .await
         .unwrap();
 
     let reply = h
-        .call_request(Route::Token, event_with_query("token", "connection=other"))
+        .call_request(Route::TOKEN, event_with_query("token", "connection=other"))
         .await;
 
     assert_eq!(reply.status, 500);
     assert_eq!(reply.error(), "store_unreadable");
     assert_eq!(raw(&h, &other).await, sealed);
-    assert_eq!(h.call(Route::Token, "token").await.status, 200);
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 200);
 }
 
 #[tokio::test]
@@ -94,7 +94,7 @@ async fn old_keys_keep_working_after_rotation_and_new_writes_use_the_new_key() {
     fake.mount(&after.provider, Duration::ZERO).await;
     // Reads the old record, refreshes, writes the new pair under the new key.
     assert_eq!(
-        after.call(Route::Token, "token").await.json()["access_token"],
+        after.call(Route::TOKEN, "token").await.json()["access_token"],
         "access-1"
     );
     let sealed_with_2 = raw(&after, &after.tokens_key()).await;
@@ -102,7 +102,7 @@ async fn old_keys_keep_working_after_rotation_and_new_writes_use_the_new_key() {
 
     // A deployment that still has only the old key cannot read the new record: rotation must
     // reach every function before the old key is dropped.
-    let stale = before.call(Route::Verify, "verify").await;
+    let stale = before.call(Route::VERIFY, "verify").await;
     assert_eq!(stale.status, 500);
     assert!(
         stale.json()["error_description"]
@@ -123,9 +123,9 @@ async fn an_unknown_key_or_a_plaintext_record_is_500_and_never_overwritten() {
     let reader = Harness::with(&[("TOKEN_ENCRYPTION_KEY", KEY_1), ("KEY_PREFIX", &prefix)]).await;
 
     for (route, event) in [
-        (Route::Token, "token"),
-        (Route::Verify, "verify"),
-        (Route::Revoke, "revoke"),
+        (Route::TOKEN, "token"),
+        (Route::VERIFY, "verify"),
+        (Route::REVOKE, "revoke"),
     ] {
         let reply = reader.call(route, event).await;
         assert_eq!(reply.status, 500, "{event}");
@@ -143,9 +143,9 @@ async fn an_unknown_key_or_a_plaintext_record_is_500_and_never_overwritten() {
         .seed(&tokens("planted", "planted", START + 600, START + 86_400))
         .await;
     let encrypted = Harness::with(&[("TOKEN_ENCRYPTION_KEY", KEY_1), ("KEY_PREFIX", &other)]).await;
-    let reply = encrypted.call(Route::Token, "token").await;
+    let reply = encrypted.call(Route::TOKEN, "token").await;
     assert_eq!(reply.status, 500);
     assert!(!reply.body.contains("planted"));
     // And a sealed record read by a deployment without keys is an error too, not garbage.
-    assert_eq!(plain.call(Route::Verify, "verify").await.status, 500);
+    assert_eq!(plain.call(Route::VERIFY, "verify").await.status, 500);
 }

@@ -146,11 +146,11 @@ fn corpus_directories_match_the_targets() {
 fn seeds_reach_the_accepting_paths() {
     use lambda_http::http::StatusCode;
     use token_broker::{
-        api_keys::ApiKeys,
-        provider,
-        record::ConnectionRecord,
-        request::{self, Query},
-        sealing::{self, Sealer},
+        base::api_keys::ApiKeys,
+        base::record::ConnectionRecord,
+        base::sealing::{self, Sealer},
+        http::request::{self, Query},
+        oauth::provider,
     };
 
     let read = |target: &str| -> Vec<Vec<u8>> { inputs(target).iter().map(|p| fs::read(p).unwrap()).collect() };

@@ -12,11 +12,14 @@ use std::time::Duration;
 
 use common::*;
 use token_broker::{
-    error::BrokerError,
-    provider::{Outage, ProviderError},
-    record::ConnectionRecord,
-    routes::Route,
-    store::{Expect, Store, StoreError},
+    base::record::ConnectionRecord,
+    base::store::{Expect, RedisStore, Store, StoreError},
+    http::error::BrokerError,
+    http::routes::Route,
+    oauth::{
+        error::FlowError,
+        provider::{Outage, ProviderError},
+    },
 };
 use wiremock::{Mock, ResponseTemplate, matchers};
 
@@ -114,7 +117,7 @@ async fn stocked() -> Harness {
 }
 
 /// `login-json` → Login; `hostile-token-…` → Token.
-fn route_of(event: &str) -> Route {
+fn route_of(event: &str) -> Route<RedisStore> {
     let name = event.strip_prefix("hostile-").unwrap_or(event);
     let prefix = name.split('-').next().unwrap();
     Route::from_path(&format!("/{prefix}")).unwrap_or_else(|| panic!("no route for event {event}"))
@@ -210,14 +213,14 @@ async fn every_error_each_route_answers_with_carries_the_security_headers() {
         let h = expired(Some(answer)).await;
         record(
             format!("/token, {label}"),
-            h.call(Route::Token, "token").await,
+            h.call(Route::TOKEN, "token").await,
             &mut violations,
         );
     }
     let h = Harness::new().await;
     record(
         "/token, nothing stored".into(),
-        h.call(Route::Token, "token").await,
+        h.call(Route::TOKEN, "token").await,
         &mut violations,
     );
     h.app
@@ -236,12 +239,12 @@ async fn every_error_each_route_answers_with_carries_the_security_headers() {
         .unwrap();
     record(
         "/token, marked".into(),
-        h.call(Route::Token, "token").await,
+        h.call(Route::TOKEN, "token").await,
         &mut violations,
     );
     record(
         "/verify, marked".into(),
-        h.call(Route::Verify, "verify").await,
+        h.call(Route::VERIFY, "verify").await,
         &mut violations,
     );
     for (label, query) in [
@@ -252,35 +255,35 @@ async fn every_error_each_route_answers_with_carries_the_security_headers() {
     ] {
         record(
             format!("/token, {label}"),
-            h.call_request(Route::Token, event_with_query("token", query)).await,
+            h.call_request(Route::TOKEN, event_with_query("token", query)).await,
             &mut violations,
         );
     }
     let h = unreadable().await;
     record(
         "/token, unreadable record".into(),
-        h.call(Route::Token, "token").await,
+        h.call(Route::TOKEN, "token").await,
         &mut violations,
     );
     record(
         "/verify, unreadable record".into(),
-        h.call(Route::Verify, "verify").await,
+        h.call(Route::VERIFY, "verify").await,
         &mut violations,
     );
     record(
         "/revoke, unreadable record".into(),
-        h.call(Route::Revoke, "revoke").await,
+        h.call(Route::REVOKE, "revoke").await,
         &mut violations,
     );
     let h = redis_down().await;
     for (route, event) in [
-        (Route::Token, "token"),
-        (Route::Verify, "verify"),
-        (Route::Revoke, "revoke"),
-        (Route::Callback, "callback"),
-        (Route::Callback, "callback-json"),
-        (Route::Login, "login-json"),
-        (Route::Login, "login-submit"),
+        (Route::TOKEN, "token"),
+        (Route::VERIFY, "verify"),
+        (Route::REVOKE, "revoke"),
+        (Route::CALLBACK, "callback"),
+        (Route::CALLBACK, "callback-json"),
+        (Route::LOGIN, "login-json"),
+        (Route::LOGIN, "login-submit"),
     ] {
         record(
             format!("{}, Redis down, events/{event}.json", route.path()),
@@ -293,13 +296,13 @@ async fn every_error_each_route_answers_with_carries_the_security_headers() {
     let h = expired(None).await;
     record(
         "/verify, access expired".into(),
-        h.call(Route::Verify, "verify").await,
+        h.call(Route::VERIFY, "verify").await,
         &mut violations,
     );
     let h = Harness::new().await;
     record(
         "/verify, nothing stored".into(),
-        h.call(Route::Verify, "verify").await,
+        h.call(Route::VERIFY, "verify").await,
         &mut violations,
     );
 
@@ -320,24 +323,24 @@ async fn every_error_each_route_answers_with_carries_the_security_headers() {
             .await;
         record(
             format!("/revoke, {label}"),
-            h.call(Route::Revoke, "revoke").await,
+            h.call(Route::REVOKE, "revoke").await,
             &mut violations,
         );
         record(
             format!("/revoke?force=true, {label}"),
-            h.call(Route::Revoke, "revoke-force").await,
+            h.call(Route::REVOKE, "revoke-force").await,
             &mut violations,
         );
     }
     let h = Harness::new().await;
     record(
         "/revoke, nothing stored".into(),
-        h.call(Route::Revoke, "revoke").await,
+        h.call(Route::REVOKE, "revoke").await,
         &mut violations,
     );
     record(
         "/revoke, bad force".into(),
-        h.call_request(Route::Revoke, event_with_query("revoke", "force=yes"))
+        h.call_request(Route::REVOKE, event_with_query("revoke", "force=yes"))
             .await,
         &mut violations,
     );
@@ -357,7 +360,7 @@ async fn every_error_each_route_answers_with_carries_the_security_headers() {
             provider_answers(&h.provider, answer.clone()).await;
             record(
                 format!("/callback, {label}, events/{event}.json"),
-                h.call(Route::Callback, event).await,
+                h.call(Route::CALLBACK, event).await,
                 &mut violations,
             );
         }
@@ -374,7 +377,7 @@ async fn every_error_each_route_answers_with_carries_the_security_headers() {
         for event in ["callback", "callback-json"] {
             record(
                 format!("/callback?{query}, events/{event}.json"),
-                h.call_request(Route::Callback, event_with_query(event, query)).await,
+                h.call_request(Route::CALLBACK, event_with_query(event, query)).await,
                 &mut violations,
             );
         }
@@ -389,7 +392,7 @@ async fn every_error_each_route_answers_with_carries_the_security_headers() {
         for event in ["login", "login-json"] {
             record(
                 format!("/login, {label}, events/{event}.json"),
-                h.call_request(Route::Login, event_with_query(event, query)).await,
+                h.call_request(Route::LOGIN, event_with_query(event, query)).await,
                 &mut violations,
             );
         }
@@ -400,14 +403,14 @@ async fn every_error_each_route_answers_with_carries_the_security_headers() {
         .insert("content-type", "text/plain".parse().unwrap());
     record(
         "/login POST, wrong content type".into(),
-        h.call_request(Route::Login, request).await,
+        h.call_request(Route::LOGIN, request).await,
         &mut violations,
     );
     let mut request = event_request("login-submit");
     *request.body_mut() = lambda_http::Body::Binary(b"api_key=\xff\xfe".to_vec());
     record(
         "/login POST, non-UTF-8 form".into(),
-        h.call_request(Route::Login, request).await,
+        h.call_request(Route::LOGIN, request).await,
         &mut violations,
     );
 
@@ -451,12 +454,12 @@ fn every_broker_error_as_json_and_as_html_carries_the_security_headers() {
         ),
         (
             "ReauthorizationRequired",
-            Box::new(|| BrokerError::ReauthorizationRequired { reason: "r".into() }),
+            Box::new(|| BrokerError::from(FlowError::ReauthorizationRequired { reason: "r".into() })),
         ),
         (
             "Provider Refused",
             Box::new(|| {
-                BrokerError::Provider(ProviderError::Refused {
+                BrokerError::from(ProviderError::Refused {
                     status: 400,
                     error: "invalid_client".into(),
                     description: None,
@@ -466,7 +469,7 @@ fn every_broker_error_as_json_and_as_html_carries_the_security_headers() {
         (
             "Provider Malformed",
             Box::new(|| {
-                BrokerError::Provider(ProviderError::Malformed {
+                BrokerError::from(ProviderError::Malformed {
                     status: 200,
                     detail: "x".into(),
                 })
@@ -474,15 +477,18 @@ fn every_broker_error_as_json_and_as_html_carries_the_security_headers() {
         ),
         (
             "StoreUnavailable",
-            Box::new(|| BrokerError::Store(StoreError::Unavailable("x".into()))),
+            Box::new(|| BrokerError::from(StoreError::Unavailable("x".into()))),
         ),
         (
             "StoreProtocol",
-            Box::new(|| BrokerError::Store(StoreError::Protocol("x".into()))),
+            Box::new(|| BrokerError::from(StoreError::Protocol("x".into()))),
         ),
-        ("RefreshBusy", Box::new(|| BrokerError::RefreshBusy)),
-        ("NotFound", Box::new(|| BrokerError::NotFound)),
-        ("Internal", Box::new(|| BrokerError::Internal("x"))),
+        ("RefreshBusy", Box::new(|| BrokerError::from(FlowError::RefreshBusy))),
+        (
+            "NotFound",
+            Box::new(|| BrokerError::NotFound { serves: vec!["/token"] }),
+        ),
+        ("Internal", Box::new(|| BrokerError::from(FlowError::Internal("x")))),
     ];
     let mut violations = Vec::new();
     let mut checked = 0;
@@ -516,14 +522,14 @@ fn every_broker_error_as_json_and_as_html_carries_the_security_headers() {
         Outage::Status(503),
     ] {
         run(format!("Provider Unavailable ({outage})"), &move || {
-            BrokerError::Provider(ProviderError::Unavailable {
+            BrokerError::from(ProviderError::Unavailable {
                 outage,
                 retry_after: Some(1),
             })
         });
     }
     run("StoreUnreadable".into(), &move || {
-        BrokerError::StoreUnreadable(token_broker::record::ConnectionRecord::decode(b"garbage").unwrap_err())
+        BrokerError::from(token_broker::base::record::ConnectionRecord::decode(b"garbage").unwrap_err())
     });
     assert_none(checked, &violations);
 }

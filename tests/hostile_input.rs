@@ -21,10 +21,10 @@ use lambda_http::{
     http::{HeaderValue, Method},
 };
 use token_broker::{
-    keepalive,
-    record::ConnectionRecord,
-    routes::Route,
-    store::{Expect, Store, Versioned},
+    base::record::ConnectionRecord,
+    base::store::{Expect, RedisStore, Store, Versioned},
+    http::routes::Route,
+    oauth::keepalive,
 };
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
@@ -175,7 +175,7 @@ fn expect_error(label: &str, event: &str, reply: &Reply, status: u16, error: &st
 async fn violation(
     h: &Harness,
     label: &str,
-    route: Route,
+    route: Route<RedisStore>,
     event: &str,
     request: Req,
     status: u16,
@@ -212,7 +212,7 @@ async fn violation(
 async fn refused_without_effect(
     h: &Harness,
     label: &str,
-    route: Route,
+    route: Route<RedisStore>,
     event: &str,
     request: Req,
     status: u16,
@@ -234,14 +234,14 @@ fn assert_no_violations(found: &[String]) {
 }
 
 /// The events that reach each route's main path with valid credentials.
-const QUERY_ROUTES: [(Route, &str); 7] = [
-    (Route::Login, "login"),
-    (Route::Login, "login-json"),
-    (Route::Callback, "callback"),
-    (Route::Callback, "callback-json"),
-    (Route::Token, "token"),
-    (Route::Verify, "verify"),
-    (Route::Revoke, "revoke"),
+const QUERY_ROUTES: [(Route<RedisStore>, &str); 7] = [
+    (Route::LOGIN, "login"),
+    (Route::LOGIN, "login-json"),
+    (Route::CALLBACK, "callback"),
+    (Route::CALLBACK, "callback-json"),
+    (Route::TOKEN, "token"),
+    (Route::VERIFY, "verify"),
+    (Route::REVOKE, "revoke"),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -252,12 +252,12 @@ const QUERY_ROUTES: [(Route, &str); 7] = [
 async fn every_route_refuses_other_methods_with_405_and_allow() {
     let h = stocked().await;
     let routes = [
-        (Route::Login, "login-json", "GET, POST"),
-        (Route::Callback, "callback", "GET"),
-        (Route::Callback, "callback-json", "GET"),
-        (Route::Token, "token", "GET"),
-        (Route::Verify, "verify", "GET"),
-        (Route::Revoke, "revoke", "POST"),
+        (Route::LOGIN, "login-json", "GET, POST"),
+        (Route::CALLBACK, "callback", "GET"),
+        (Route::CALLBACK, "callback-json", "GET"),
+        (Route::TOKEN, "token", "GET"),
+        (Route::VERIFY, "verify", "GET"),
+        (Route::REVOKE, "revoke", "POST"),
     ];
     let methods = [
         "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "get", "post",
@@ -310,14 +310,14 @@ async fn the_query_limit_is_exactly_4096_bytes() {
     let at_limit = format!("pad={}", "a".repeat(4096 - 4));
     assert_eq!(at_limit.len(), 4096);
     let reply = h
-        .call_request(Route::Token, Req::event("token").query(&at_limit).0)
+        .call_request(Route::TOKEN, Req::event("token").query(&at_limit).0)
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let over = format!("{at_limit}a");
     refused_without_effect(
         &h,
         "4097 bytes",
-        Route::Token,
+        Route::TOKEN,
         "token",
         Req::event("token").query(&over),
         400,
@@ -329,27 +329,27 @@ async fn the_query_limit_is_exactly_4096_bytes() {
 #[tokio::test]
 async fn repeated_parameters_are_400_and_nothing_happens() {
     let h = stocked().await;
-    let cases: [(Route, &str, &str); 11] = [
-        (Route::Token, "token", "connection=default&connection=default"),
-        (Route::Token, "token", "connection=default&connection"),
-        (Route::Token, "token", "min_ttl=1&min_ttl=2"),
-        (Route::Verify, "verify", "connection=default&connection=lab-2"),
+    let cases: [(Route<RedisStore>, &str, &str); 11] = [
+        (Route::TOKEN, "token", "connection=default&connection=default"),
+        (Route::TOKEN, "token", "connection=default&connection"),
+        (Route::TOKEN, "token", "min_ttl=1&min_ttl=2"),
+        (Route::VERIFY, "verify", "connection=default&connection=lab-2"),
         // Which of the two would a proxy have seen? Neither revokes.
-        (Route::Revoke, "revoke", "force=false&force=true"),
-        (Route::Revoke, "revoke", "connection=lab-2&connection=default"),
-        (Route::Callback, "callback", "code=a&code=a&state=test-oauth-state"),
+        (Route::REVOKE, "revoke", "force=false&force=true"),
+        (Route::REVOKE, "revoke", "connection=lab-2&connection=default"),
+        (Route::CALLBACK, "callback", "code=a&code=a&state=test-oauth-state"),
         (
-            Route::Callback,
+            Route::CALLBACK,
             "callback-json",
             "code=a&state=test-oauth-state&state=test-oauth-state",
         ),
         (
-            Route::Callback,
+            Route::CALLBACK,
             "callback-json",
             "code=a&state=forged&state=test-oauth-state",
         ),
-        (Route::Login, "login", "connection=a&connection=a"),
-        (Route::Login, "login-json", "connection=a&connection=b"),
+        (Route::LOGIN, "login", "connection=a&connection=a"),
+        (Route::LOGIN, "login-json", "connection=a&connection=b"),
     ];
     for (route, event, query) in cases {
         let label = format!("{}?{query}", route.path());
@@ -368,7 +368,7 @@ async fn repeated_parameters_are_400_and_nothing_happens() {
     refused_without_effect(
         &h,
         "POST /login api_key twice",
-        Route::Login,
+        Route::LOGIN,
         "login-submit",
         Req::event("login-submit").body(b"api_key=test-api-key&api_key=test-api-key"),
         400,
@@ -383,7 +383,7 @@ async fn percent_encoded_bytes_that_are_not_utf8_are_400_on_every_route() {
     // Invalid start bytes, a cut sequence, an overlong '/', a UTF-16 surrogate.
     for bad in ["%FF%FE", "%C3%28", "%C0%AF", "%ED%A0%80", "%E2%82"] {
         for (route, event) in QUERY_ROUTES {
-            let query = if route == Route::Callback {
+            let query = if route == Route::CALLBACK {
                 format!("code=c{bad}&state=test-oauth-state")
             } else {
                 format!("connection=default&x={bad}")
@@ -403,7 +403,7 @@ async fn percent_encoded_bytes_that_are_not_utf8_are_400_on_every_route() {
         refused_without_effect(
             &h,
             &format!("POST /login api_key={bad}"),
-            Route::Login,
+            Route::LOGIN,
             "login-submit",
             Req::event("login-submit").body(format!("api_key={bad}").as_bytes()),
             400,
@@ -414,7 +414,7 @@ async fn percent_encoded_bytes_that_are_not_utf8_are_400_on_every_route() {
     refused_without_effect(
         &h,
         "POST /login with raw non-UTF-8 bytes",
-        Route::Login,
+        Route::LOGIN,
         "login-submit",
         Req::event("login-submit").body(b"api_key=test-api-key&x=\xff\xfe"),
         400,
@@ -433,7 +433,7 @@ async fn non_utf8_is_refused_even_beside_a_literal_replacement_character() {
         violation(
             &h,
             query,
-            Route::Callback,
+            Route::CALLBACK,
             "callback-json",
             Req::event("callback-json").query(query),
             400,
@@ -446,7 +446,7 @@ async fn non_utf8_is_refused_even_beside_a_literal_replacement_character() {
         violation(
             &h,
             query,
-            Route::Revoke,
+            Route::REVOKE,
             "revoke",
             Req::event("revoke").query(query),
             400,
@@ -465,7 +465,7 @@ async fn invalid_percent_encoding_is_400_invalid_request() {
         violation(
             &h,
             "events/hostile-callback-invalid-percent.json",
-            Route::Callback,
+            Route::CALLBACK,
             "callback-json",
             Req::event("hostile-callback-invalid-percent"),
             400,
@@ -475,21 +475,21 @@ async fn invalid_percent_encoding_is_400_invalid_request() {
     );
     for bad in ["%ZZ", "%4", "%", "%%", "%G0", "%+1"] {
         for (route, event, query) in [
-            (Route::Token, "token", format!("x={bad}")),
-            (Route::Token, "token", format!("{bad}=1")),
-            (Route::Verify, "verify", format!("connection=default&x=a{bad}")),
-            (Route::Revoke, "revoke", format!("force=true&x={bad}")),
+            (Route::TOKEN, "token", format!("x={bad}")),
+            (Route::TOKEN, "token", format!("{bad}=1")),
+            (Route::VERIFY, "verify", format!("connection=default&x=a{bad}")),
+            (Route::REVOKE, "revoke", format!("force=true&x={bad}")),
             (
-                Route::Callback,
+                Route::CALLBACK,
                 "callback-json",
                 format!("code=AB{bad}&state=test-oauth-state"),
             ),
             (
-                Route::Callback,
+                Route::CALLBACK,
                 "callback",
                 format!("code=AB&state=test-oauth-state&x={bad}"),
             ),
-            (Route::Login, "login-json", format!("x={bad}")),
+            (Route::LOGIN, "login-json", format!("x={bad}")),
         ] {
             let label = format!("{}?{query}", route.path());
             // A fresh set-up each time: a request that slipped through may have revoked.
@@ -511,7 +511,7 @@ async fn invalid_percent_encoding_is_400_invalid_request() {
             violation(
                 &h,
                 &format!("POST /login api_key=test-api-key&x={bad}"),
-                Route::Login,
+                Route::LOGIN,
                 "login-submit",
                 Req::event("login-submit").body(format!("api_key=test-api-key&x={bad}").as_bytes()),
                 400,
@@ -527,22 +527,22 @@ async fn invalid_percent_encoding_is_400_invalid_request() {
 async fn nul_bytes_in_parameters_are_refused_where_they_would_matter() {
     let h = stocked().await;
     for (route, event, query, status, error) in [
-        (Route::Token, "token", "connection=default%00", 400, "invalid_request"),
-        (Route::Token, "token", "min_ttl=5%00", 400, "invalid_request"),
-        (Route::Verify, "verify", "connection=%00", 400, "invalid_request"),
-        (Route::Revoke, "revoke", "force=true%00", 400, "invalid_request"),
-        (Route::Revoke, "revoke", "connection=default%00", 400, "invalid_request"),
-        (Route::Login, "login-json", "connection=lab%002", 400, "invalid_request"),
+        (Route::TOKEN, "token", "connection=default%00", 400, "invalid_request"),
+        (Route::TOKEN, "token", "min_ttl=5%00", 400, "invalid_request"),
+        (Route::VERIFY, "verify", "connection=%00", 400, "invalid_request"),
+        (Route::REVOKE, "revoke", "force=true%00", 400, "invalid_request"),
+        (Route::REVOKE, "revoke", "connection=default%00", 400, "invalid_request"),
+        (Route::LOGIN, "login-json", "connection=lab%002", 400, "invalid_request"),
         // Control characters are refused by the query parser, before any state is looked at.
         (
-            Route::Callback,
+            Route::CALLBACK,
             "callback",
             "code=c&state=test-oauth-state%00",
             400,
             "invalid_request",
         ),
         (
-            Route::Callback,
+            Route::CALLBACK,
             "callback-json",
             "code=c&state=%00",
             400,
@@ -567,7 +567,7 @@ async fn a_code_with_control_characters_is_refused_without_calling_the_provider(
             violation(
                 &h,
                 query,
-                Route::Callback,
+                Route::CALLBACK,
                 "callback-json",
                 Req::event("callback-json").query(query),
                 400,
@@ -583,7 +583,7 @@ async fn a_code_with_control_characters_is_refused_without_calling_the_provider(
 async fn hostile_connection_names_min_ttls_and_force_values_are_400() {
     let h = stocked().await;
     let long_name = format!("connection={}", "x".repeat(65));
-    let mut cases: Vec<(Route, &str, String)> = Vec::new();
+    let mut cases: Vec<(Route<RedisStore>, &str, String)> = Vec::new();
     for name in [
         "",
         "..%2Fdefault",
@@ -596,10 +596,10 @@ async fn hostile_connection_names_min_ttls_and_force_values_are_400() {
         &long_name[11..],
     ] {
         for (route, event) in [
-            (Route::Token, "token"),
-            (Route::Verify, "verify"),
-            (Route::Revoke, "revoke"),
-            (Route::Login, "login-json"),
+            (Route::TOKEN, "token"),
+            (Route::VERIFY, "verify"),
+            (Route::REVOKE, "revoke"),
+            (Route::LOGIN, "login-json"),
         ] {
             cases.push((route, event, format!("connection={name}")));
         }
@@ -616,10 +616,10 @@ async fn hostile_connection_names_min_ttls_and_force_values_are_400() {
         "NaN",
         "1.5",
     ] {
-        cases.push((Route::Token, "token", format!("min_ttl={min_ttl}")));
+        cases.push((Route::TOKEN, "token", format!("min_ttl={min_ttl}")));
     }
     for force in ["TRUE", "1", "yes", "", "true%20", "on"] {
-        cases.push((Route::Revoke, "revoke", format!("force={force}")));
+        cases.push((Route::REVOKE, "revoke", format!("force={force}")));
     }
     for (route, event, query) in cases {
         let label = format!("{}?{query}", route.path());
@@ -638,7 +638,7 @@ async fn hostile_connection_names_min_ttls_and_force_values_are_400() {
     refused_without_effect(
         &h,
         "POST /login connection=../x",
-        Route::Login,
+        Route::LOGIN,
         "login-submit",
         Req::event("login-submit").body(b"api_key=test-api-key&connection=..%2Fx"),
         400,
@@ -686,14 +686,14 @@ async fn hostile_login_form_posts_are_refused_with_the_html_page_and_issue_no_st
             "invalid_request",
         ),
     ] {
-        refused_without_effect(&h, label, Route::Login, "login-submit", request, status, error).await;
+        refused_without_effect(&h, label, Route::LOGIN, "login-submit", request, status, error).await;
     }
     // A wrong key gets the form again, still without a state.
     // The right key with a NUL appended is not a key at all: the form itself is refused.
     let before = snapshot(&h).await;
     let reply = h
         .call_request(
-            Route::Login,
+            Route::LOGIN,
             Req::event("login-submit").body(b"api_key=test-api-key%00").0,
         )
         .await;
@@ -702,7 +702,7 @@ async fn hostile_login_form_posts_are_refused_with_the_html_page_and_issue_no_st
     for body in [&b"api_key="[..], b"", b"api_key=TEST-API-KEY", b"api_key"] {
         let before = snapshot(&h).await;
         let reply = h
-            .call_request(Route::Login, Req::event("login-submit").body(body).0)
+            .call_request(Route::LOGIN, Req::event("login-submit").body(body).0)
             .await;
         assert_eq!(reply.status, 401, "{:?}: {}", String::from_utf8_lossy(body), reply.body);
         assert!(reply.body.contains("<form"));
@@ -715,12 +715,12 @@ async fn hostile_login_form_posts_are_refused_with_the_html_page_and_issue_no_st
 async fn hostile_event_fixtures_get_their_documented_answers() {
     let h = stocked().await;
     // API Gateway may base64-encode a form post; decoded, it is the same login.
-    let reply = h.call(Route::Login, "hostile-login-submit-base64").await;
+    let reply = h.call(Route::LOGIN, "hostile-login-submit-base64").await;
     assert_eq!(reply.status, 302, "{}", reply.body);
     refused_without_effect(
         &h,
         "events/hostile-login-submit-binary.json",
-        Route::Login,
+        Route::LOGIN,
         "login-submit",
         Req::event("hostile-login-submit-binary"),
         400,
@@ -730,7 +730,7 @@ async fn hostile_event_fixtures_get_their_documented_answers() {
     refused_without_effect(
         &h,
         "events/hostile-revoke-repeated-force.json",
-        Route::Revoke,
+        Route::REVOKE,
         "revoke",
         Req::event("hostile-revoke-repeated-force"),
         400,
@@ -744,11 +744,11 @@ async fn hostile_event_fixtures_get_their_documented_answers() {
 // ---------------------------------------------------------------------------------------------
 
 /// The routes that take the API key in a header.
-const KEYED: [(Route, &str); 4] = [
-    (Route::Token, "token"),
-    (Route::Verify, "verify"),
-    (Route::Revoke, "revoke"),
-    (Route::Login, "login-json"),
+const KEYED: [(Route<RedisStore>, &str); 4] = [
+    (Route::TOKEN, "token"),
+    (Route::VERIFY, "verify"),
+    (Route::REVOKE, "revoke"),
+    (Route::LOGIN, "login-json"),
 ];
 
 async fn unauthorized_without_effect(h: &Harness, label: &str, build: impl Fn(Req) -> Req) {
@@ -783,7 +783,7 @@ async fn very_long_header_values_are_401_not_a_crash() {
     let accept = "application/json;q=0.5,".repeat(3000);
     let reply = h
         .call_request(
-            Route::Callback,
+            Route::CALLBACK,
             Req::event("callback")
                 .query("code=c&state=forged")
                 .header("accept", accept.as_bytes())
@@ -898,7 +898,7 @@ async fn conflicting_api_keys_are_refused_whichever_comes_first() {
         }),
     ];
     let mut served = Vec::new();
-    let reply = h.call(Route::Token, "hostile-token-conflicting-keys").await;
+    let reply = h.call(Route::TOKEN, "hostile-token-conflicting-keys").await;
     if !matches!(reply.status, 400 | 401) {
         served.push(format!(
             "events/hostile-token-conflicting-keys.json: HTTP {}",
@@ -1133,7 +1133,7 @@ fn convert_sanitized(event: &str) -> Result<(), String> {
     };
     let event = lambda_http::LambdaEvent::new(payload, lambda_http::Context::default());
     panic::catch_unwind(AssertUnwindSafe(|| {
-        let request: Request = token_broker::lambda::sanitize(event).payload.into();
+        let request: Request = token_broker::serve::lambda::sanitize(event).payload.into();
         drop(request);
     }))
     .map_err(|payload| {
@@ -1215,7 +1215,7 @@ async fn refused_on_both_paths(label: &str, answer: Answer, status: u16, error: 
     let h = harness_answering(&answer).await;
     h.seed(&tokens("access-0", "refresh-0", START, START + 86_400)).await;
     let before = snapshot(&h).await;
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
     expect_json_error(&format!("refresh, {label}"), &reply, status, error);
     assert!(
         reply.header("retry-after").is_some(),
@@ -1233,7 +1233,7 @@ async fn refused_on_both_paths(label: &str, answer: Answer, status: u16, error: 
     let before = snapshot(&h).await;
     for event in ["callback-json", "callback"] {
         let label = format!("code exchange ({event}), {label}");
-        let reply = h.call(Route::Callback, event).await;
+        let reply = h.call(Route::CALLBACK, event).await;
         expect_error(&label, event, &reply, status, error);
         assert!(reply.header("retry-after").is_some(), "{label}: no Retry-After");
         assert!(!reply.body.contains("access-0"), "{label}");
@@ -1397,7 +1397,7 @@ async fn lifetimes_sent_as_whole_numbers_in_strings_are_accepted() {
         let mut grant = grant_body("access-s", "refresh-s");
         grant["expires_in"] = lifetime.clone();
         let h = harness_answering(&ok_json(grant)).await;
-        let reply = h.call(Route::Callback, "callback-json").await;
+        let reply = h.call(Route::CALLBACK, "callback-json").await;
         assert_eq!(reply.status, 200, "{lifetime}: {}", reply.body);
         assert_eq!(
             h.stored_tokens().await.access_expires_at,
@@ -1490,8 +1490,8 @@ async fn provider_text_is_made_printable_before_it_reaches_clients() {
     let mut grant = grant_body("access-p", "refresh-p");
     grant["token_type"] = format!("Bearer\r\nSet-Cookie: a=b\u{0}{}", "x".repeat(1000)).into();
     let h = harness_answering(&ok_json(grant)).await;
-    assert_eq!(h.call(Route::Callback, "callback-json").await.status, 200);
-    let reply = h.call(Route::Token, "token").await;
+    assert_eq!(h.call(Route::CALLBACK, "callback-json").await.status, 200);
+    let reply = h.call(Route::TOKEN, "token").await;
     let token_type = reply.json()["token_type"].as_str().unwrap().to_owned();
     assert!(!token_type.chars().any(char::is_control), "{token_type:?}");
     assert!(token_type.chars().count() <= 32, "{token_type:?}");
@@ -1503,7 +1503,7 @@ async fn provider_text_is_made_printable_before_it_reaches_clients() {
         }),
     )))
     .await;
-    let reply = h.call(Route::Callback, "callback").await;
+    let reply = h.call(Route::CALLBACK, "callback").await;
     assert_eq!(reply.status, 502);
     assert!(
         !reply.body.contains("<script>") && !reply.body.contains("<img"),
@@ -1511,7 +1511,7 @@ async fn provider_text_is_made_printable_before_it_reaches_clients() {
         reply.body
     );
     assert!(reply.body.len() < 4000, "{} bytes", reply.body.len());
-    let reply = h.call(Route::Callback, "callback-json").await;
+    let reply = h.call(Route::CALLBACK, "callback-json").await;
     let body = reply.json();
     assert!(!body["error"].as_str().unwrap().chars().any(char::is_control), "{body}");
     assert!(
@@ -1531,8 +1531,8 @@ async fn provider_error_text_quoting_a_secret_is_not_passed_on() {
     )))
     .await;
     h.seed(&tokens("access-0", "refresh-0", START, START + 86_400)).await;
-    let token = h.call(Route::Token, "token").await;
-    let verify = h.call(Route::Verify, "verify").await;
+    let token = h.call(Route::TOKEN, "token").await;
+    let verify = h.call(Route::VERIFY, "verify").await;
     assert_eq!((token.status, verify.status), (401, 404));
     for reply in [&token, &verify] {
         assert!(!reply.body.contains("refresh-0"), "{}", reply.body);
@@ -1547,7 +1547,7 @@ async fn provider_error_text_quoting_a_secret_is_not_passed_on() {
     )))
     .await;
     for event in ["callback", "callback-json"] {
-        let reply = h.call(Route::Callback, event).await;
+        let reply = h.call(Route::CALLBACK, event).await;
         assert_eq!(reply.status, 502);
         assert!(
             !reply.body.contains(CLIENT_SECRET) && !reply.body.contains(CODE),
@@ -1572,8 +1572,8 @@ fn encryption_key(fill: u8) -> String {
 }
 
 fn sealed(fill: u8, store_key: &str, plaintext: Vec<u8>) -> Vec<u8> {
-    let key = token_broker::sealing::parse_key(&encryption_key(fill)).unwrap();
-    token_broker::sealing::Sealer::new(&[key])
+    let key = token_broker::base::sealing::parse_key(&encryption_key(fill)).unwrap();
+    token_broker::base::sealing::Sealer::new(&[key])
         .seal(store_key, plaintext)
         .unwrap()
 }
@@ -1682,11 +1682,11 @@ async fn unreadable_records_are_kept_and_healed<S: Store>(h: &Harness<S>, encryp
         let calls = provider_calls(h).await;
 
         for (route, request) in [
-            (Route::Token, event_request("token")),
-            (Route::Token, event_with_query("token", "min_ttl=3600")),
-            (Route::Verify, event_request("verify")),
-            (Route::Verify, event_with_query("verify", "connection=default")),
-            (Route::Revoke, event_request("revoke")),
+            (Route::TOKEN, event_request("token")),
+            (Route::TOKEN, event_with_query("token", "min_ttl=3600")),
+            (Route::VERIFY, event_request("verify")),
+            (Route::VERIFY, event_with_query("verify", "connection=default")),
+            (Route::REVOKE, event_request("revoke")),
         ] {
             let what = format!("{label}: {} {}", request.method(), request.uri());
             let reply = h.call_request(route, request).await;
@@ -1697,7 +1697,7 @@ async fn unreadable_records_are_kept_and_healed<S: Store>(h: &Harness<S>, encryp
                 "{what}: the record changed"
             );
         }
-        let reports = keepalive::run(&h.app).await.unwrap();
+        let reports = keepalive::run(&h.app).await.unwrap().connections;
         assert_eq!(reports.len(), 1, "{label}: {reports:?}");
         assert_eq!(reports[0].outcome, "failed", "{label}: {reports:?}");
         assert_eq!(
@@ -1708,7 +1708,7 @@ async fn unreadable_records_are_kept_and_healed<S: Store>(h: &Harness<S>, encryp
         assert_eq!(provider_calls(h).await, calls, "{label}: the provider was called");
 
         // A new login heals it: with the shared state, and with a one-time state from /login.
-        let reply = h.call(Route::Callback, "callback-json").await;
+        let reply = h.call(Route::CALLBACK, "callback-json").await;
         assert_eq!(reply.status, 200, "{label}: callback: {}", reply.body);
         let healed = h.app.store.load(&key).await.unwrap().unwrap();
         match h.app.open_record(&key, healed.data) {
@@ -1721,12 +1721,12 @@ async fn unreadable_records_are_kept_and_healed<S: Store>(h: &Harness<S>, encryp
             .await
             .unwrap()
             .unwrap();
-        let login = h.call(Route::Login, "login-json").await;
+        let login = h.call(Route::LOGIN, "login-json").await;
         let url = reqwest::Url::parse(login.json()["authorization_url"].as_str().unwrap()).unwrap();
         let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
         let reply = h
             .call_request(
-                Route::Callback,
+                Route::CALLBACK,
                 event_with_query("callback-json", &format!("code=c&state={state}")),
             )
             .await;
@@ -1747,7 +1747,7 @@ async fn unreadable_records_are_kept_and_healed<S: Store>(h: &Harness<S>, encryp
             .await
             .unwrap()
             .unwrap();
-        let reply = h.call(Route::Revoke, "revoke-force").await;
+        let reply = h.call(Route::REVOKE, "revoke-force").await;
         assert_eq!(reply.status, 200, "{label}: forced revoke: {}", reply.body);
         assert!(
             h.app.store.load(&key).await.unwrap().is_none(),
@@ -1803,9 +1803,9 @@ async fn a_redis_key_of_the_wrong_shape_is_500_and_left_untouched() {
         }
         let before = dump(&mut redis, &key).await;
         for (route, event) in [
-            (Route::Token, "token"),
-            (Route::Verify, "verify"),
-            (Route::Revoke, "revoke"),
+            (Route::TOKEN, "token"),
+            (Route::VERIFY, "verify"),
+            (Route::REVOKE, "revoke"),
         ] {
             let reply = h.call(route, event).await;
             assert_eq!(reply.status, 500, "{label}, {}: {}", route.path(), reply.body);
@@ -1853,14 +1853,14 @@ async fn a_redis_key_of_the_wrong_shape_is_healed_by_a_new_login() {
                 let _: redis::Value = cmd.query_async(&mut redis).await.unwrap();
             }
             let request = if event == "one-time state" {
-                let login = h.call(Route::Login, "login-json").await;
+                let login = h.call(Route::LOGIN, "login-json").await;
                 let url = reqwest::Url::parse(login.json()["authorization_url"].as_str().unwrap()).unwrap();
                 let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
                 event_with_query("callback-json", &format!("code=c&state={state}"))
             } else {
                 event_request(event)
             };
-            let reply = h.call_request(Route::Callback, request).await;
+            let reply = h.call_request(Route::CALLBACK, request).await;
             let healed = match h.app.store.load(&key).await {
                 Ok(Some(stored)) => matches!(h.app.open_record(&key, stored.data), Ok(ConnectionRecord::Active(_))),
                 _ => false,
@@ -1878,10 +1878,10 @@ async fn an_unreadable_record_of_another_connection_does_not_break_the_default_m
     let h = stocked().await;
     h.app
         .store
-        .write(&h.app.tokens_key("lab-2"), Expect::Any, b"\xff garbage", None)
+        .write(&h.app.keys.tokens("lab-2"), Expect::Any, b"\xff garbage", None)
         .await
         .unwrap();
-    let reply = h.call(Route::Verify, "verify").await;
+    let reply = h.call(Route::VERIFY, "verify").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let body = reply.json();
     assert_eq!(body["status"], "valid");
@@ -1894,7 +1894,7 @@ async fn an_unreadable_record_of_another_connection_does_not_break_the_default_m
     assert_eq!(names, ["default", "lab-2"], "{body}");
     // Asked about directly, the broken one is still 500.
     let reply = h
-        .call_request(Route::Verify, event_with_query("verify", "connection=lab-2"))
+        .call_request(Route::VERIFY, event_with_query("verify", "connection=lab-2"))
         .await;
     expect_json_error("lab-2", &reply, 500, "store_unreadable");
 }

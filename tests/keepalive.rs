@@ -8,7 +8,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use common::*;
 use serde_json::Value;
-use token_broker::{keepalive, record::ConnectionRecord, routes::Route};
+use token_broker::{base::record::ConnectionRecord, http::routes::Route, oauth::keepalive};
 
 const DAY: i64 = 86_400;
 
@@ -29,7 +29,7 @@ async fn keepalive_refreshes_inside_the_window_and_leaves_the_rest() {
     )
     .await;
 
-    let reports = keepalive::run(&h.app).await.unwrap();
+    let reports = keepalive::run(&h.app).await.unwrap().connections;
 
     let by_name = |name: &str| reports.iter().find(|r| r.connection == name).unwrap().clone();
     assert_eq!(by_name("soon").outcome, "refreshed");
@@ -55,7 +55,7 @@ async fn keepalive_marks_a_connection_the_provider_refuses() {
     h.seed_connection("dead", &tokens("a", "revoked-elsewhere", START + 600, START + DAY))
         .await;
 
-    let reports = keepalive::run(&h.app).await.unwrap();
+    let reports = keepalive::run(&h.app).await.unwrap().connections;
 
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].outcome, "reauthorization_required");
@@ -65,7 +65,7 @@ async fn keepalive_marks_a_connection_the_provider_refuses() {
         Some(ConnectionRecord::ReauthorizationRequired { .. })
     ));
     // The next run reports it again without asking the provider.
-    let again = keepalive::run(&h.app).await.unwrap();
+    let again = keepalive::run(&h.app).await.unwrap().connections;
     assert_eq!(again[0].outcome, "reauthorization_required");
     assert_eq!(fake.refreshes(), 1);
 }
@@ -78,7 +78,7 @@ async fn keepalive_reports_a_provider_outage_and_keeps_the_tokens() {
         .await;
     let before = h.stored_in("flaky").await;
 
-    let reports = keepalive::run(&h.app).await.unwrap();
+    let reports = keepalive::run(&h.app).await.unwrap().connections;
 
     assert_eq!(reports[0].outcome, "failed");
     assert_eq!(h.stored_in("flaky").await, before);
@@ -94,10 +94,10 @@ async fn keepalive_never_refreshes_twice_while_token_is_refreshing() {
 
     let client = {
         let h = h.clone();
-        tokio::spawn(async move { h.call(Route::Token, "token").await })
+        tokio::spawn(async move { h.call(Route::TOKEN, "token").await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let reports = keepalive::run(&h.app).await.unwrap();
+    let reports = keepalive::run(&h.app).await.unwrap().connections;
     let reply = client.await.unwrap();
 
     assert_eq!(reply.status, 200);
@@ -147,11 +147,11 @@ async fn metric_lines_are_valid_embedded_metric_format() {
     let fake = Arc::new(RotatingProvider::holding("refresh-0"));
     fake.mount(&h.provider, Duration::ZERO).await;
     // A login, a refresh, a keep-alive pass and a refusal: every kind of metric line.
-    assert_eq!(h.call(Route::Callback, "callback").await.status, 200);
+    assert_eq!(h.call(Route::CALLBACK, "callback").await.status, 200);
     h.seed_connection("due", &tokens("a", "refresh-1", START, START + DAY))
         .await;
     assert_eq!(
-        h.call_request(Route::Token, event_with_query("token", "connection=due"))
+        h.call_request(Route::TOKEN, event_with_query("token", "connection=due"))
             .await
             .status,
         200

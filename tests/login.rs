@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use token_broker::{login::s256_challenge, routes::Route};
+use token_broker::{http::routes::Route, oauth::authorization::s256_challenge};
 use wiremock::ResponseTemplate;
 
 fn query_of(url: &str) -> HashMap<String, String> {
@@ -15,7 +15,7 @@ fn query_of(url: &str) -> HashMap<String, String> {
 }
 
 async fn start_login(h: &Harness) -> HashMap<String, String> {
-    let reply = h.call(Route::Login, "login-json").await;
+    let reply = h.call(Route::LOGIN, "login-json").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     query_of(reply.json()["authorization_url"].as_str().unwrap())
 }
@@ -28,7 +28,7 @@ fn callback_with(state: &str) -> lambda_http::Request {
 async fn browser_get_shows_a_key_form_whose_policy_allows_only_the_provider_redirect() {
     let h = Harness::new().await;
 
-    let reply = h.call(Route::Login, "login").await;
+    let reply = h.call(Route::LOGIN, "login").await;
 
     assert_eq!(reply.status, 200);
     assert!(reply.header("content-type").unwrap().starts_with("text/html"));
@@ -49,7 +49,7 @@ async fn browser_get_shows_a_key_form_whose_policy_allows_only_the_provider_redi
 async fn headless_login_returns_an_authorization_url_with_pkce_and_a_fresh_state() {
     let h = Harness::new().await;
 
-    let reply = h.call(Route::Login, "login-json").await;
+    let reply = h.call(Route::LOGIN, "login-json").await;
 
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["expires_at"], START + 600);
@@ -75,7 +75,7 @@ async fn headless_login_returns_an_authorization_url_with_pkce_and_a_fresh_state
 #[tokio::test]
 async fn headless_login_requires_the_api_key() {
     let h = Harness::new().await;
-    let reply = h.call(Route::Login, "login-json-wrong-key").await;
+    let reply = h.call(Route::LOGIN, "login-json-wrong-key").await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.error(), "unauthorized");
 }
@@ -84,7 +84,7 @@ async fn headless_login_requires_the_api_key() {
 async fn submitting_the_form_redirects_to_the_provider() {
     let h = Harness::new().await;
 
-    let reply = h.call(Route::Login, "login-submit").await;
+    let reply = h.call(Route::LOGIN, "login-submit").await;
 
     assert_eq!(reply.status, 302, "{}", reply.body);
     let location = reply.header("location").unwrap();
@@ -101,7 +101,7 @@ async fn submitting_the_form_redirects_to_the_provider() {
 async fn a_wrong_key_in_the_form_is_refused_with_the_form_again() {
     let h = Harness::new().await;
 
-    let reply = h.call(Route::Login, "login-submit-wrong-key").await;
+    let reply = h.call(Route::LOGIN, "login-submit-wrong-key").await;
 
     assert_eq!(reply.status, 401);
     assert!(reply.body.contains("not valid"));
@@ -112,7 +112,7 @@ async fn a_wrong_key_in_the_form_is_refused_with_the_form_again() {
 #[tokio::test]
 async fn other_methods_are_405() {
     let h = Harness::new().await;
-    let reply = h.call(Route::Login, "login-put").await;
+    let reply = h.call(Route::LOGIN, "login-put").await;
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("GET, POST"));
 }
@@ -127,7 +127,7 @@ async fn callback_sends_the_verifier_of_the_one_time_state() {
     .await;
     let login = start_login(&h).await;
 
-    let reply = h.call_request(Route::Callback, callback_with(&login["state"])).await;
+    let reply = h.call_request(Route::CALLBACK, callback_with(&login["state"])).await;
 
     assert_eq!(reply.status, 200, "{}", reply.body);
     let form = &h.token_requests().await[0];
@@ -153,8 +153,8 @@ async fn a_one_time_state_works_exactly_once() {
     .await;
     let state = start_login(&h).await["state"].clone();
 
-    assert_eq!(h.call_request(Route::Callback, callback_with(&state)).await.status, 200);
-    let replay = h.call_request(Route::Callback, callback_with(&state)).await;
+    assert_eq!(h.call_request(Route::CALLBACK, callback_with(&state)).await.status, 200);
+    let replay = h.call_request(Route::CALLBACK, callback_with(&state)).await;
 
     assert_eq!(replay.status, 403);
     assert!(replay.body.contains("invalid_state"));
@@ -172,7 +172,7 @@ async fn an_expired_state_is_refused() {
     let state = start_login(&h).await["state"].clone();
 
     h.clock.advance(601);
-    let reply = h.call_request(Route::Callback, callback_with(&state)).await;
+    let reply = h.call_request(Route::CALLBACK, callback_with(&state)).await;
 
     assert_eq!(reply.status, 403);
     assert!(h.token_requests().await.is_empty());
@@ -183,7 +183,7 @@ async fn an_expired_state_is_refused() {
 async fn an_unknown_state_is_refused() {
     let h = Harness::new().await;
     let made_up = "A".repeat(43);
-    let reply = h.call_request(Route::Callback, callback_with(&made_up)).await;
+    let reply = h.call_request(Route::CALLBACK, callback_with(&made_up)).await;
     assert_eq!(reply.status, 403);
     assert!(h.provider.received_requests().await.unwrap().is_empty());
 }
@@ -197,9 +197,9 @@ async fn the_static_state_can_be_switched_off() {
     )
     .await;
 
-    assert_eq!(h.call(Route::Callback, "callback").await.status, 403);
+    assert_eq!(h.call(Route::CALLBACK, "callback").await.status, 403);
     let state = start_login(&h).await["state"].clone();
-    assert_eq!(h.call_request(Route::Callback, callback_with(&state)).await.status, 200);
+    assert_eq!(h.call_request(Route::CALLBACK, callback_with(&state)).await.status, 200);
 }
 
 #[tokio::test]
@@ -209,13 +209,13 @@ async fn an_error_redirect_with_a_one_time_state_shows_the_escaped_description_a
     let query = format!("error=access_denied&error_description=%3Cimg+src%3Dx%3E+declined&state={state}");
 
     let reply = h
-        .call_request(Route::Callback, event_with_query("callback", &query))
+        .call_request(Route::CALLBACK, event_with_query("callback", &query))
         .await;
 
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("&lt;img src=x&gt; declined"));
     assert!(!reply.body.contains("<img"));
-    let replay = h.call_request(Route::Callback, callback_with(&state)).await;
+    let replay = h.call_request(Route::CALLBACK, callback_with(&state)).await;
     assert_eq!(replay.status, 403);
 }
 
@@ -232,7 +232,7 @@ async fn with_an_issuer_configured_the_callback_requires_a_matching_iss() {
         let state = start_login(&h).await["state"].clone();
         let query = format!("code=c&state={state}{iss}");
         let reply = h
-            .call_request(Route::Callback, event_with_query("callback", &query))
+            .call_request(Route::CALLBACK, event_with_query("callback", &query))
             .await;
         assert_eq!(reply.status, 403, "{iss}");
         assert!(reply.body.contains("invalid_issuer"));
@@ -242,7 +242,7 @@ async fn with_an_issuer_configured_the_callback_requires_a_matching_iss() {
     let state = start_login(&h).await["state"].clone();
     let query = format!("code=c&state={state}&iss=https%3A%2F%2Fprovider.example");
     assert_eq!(
-        h.call_request(Route::Callback, event_with_query("callback", &query))
+        h.call_request(Route::CALLBACK, event_with_query("callback", &query))
             .await
             .status,
         200

@@ -23,9 +23,9 @@ use base64::Engine;
 use common::*;
 use lambda_http::{Body, Request};
 use token_broker::{
-    keepalive,
-    routes::Route,
-    store::{RedisStore, Store},
+    base::store::{RedisStore, Store},
+    http::routes::Route,
+    oauth::keepalive,
 };
 use wiremock::{Mock, MockServer, Respond, ResponseTemplate, matchers};
 
@@ -95,7 +95,7 @@ fn strip_ansi(line: &str) -> String {
 /// One answer the broker gave, as the client saw it.
 struct Exchange {
     label: String,
-    route: Route,
+    route: Route<RedisStore>,
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
@@ -248,7 +248,7 @@ struct Flow {
 }
 
 impl Flow {
-    async fn call(&mut self, label: &str, route: Route, request: Request) -> Reply {
+    async fn call(&mut self, label: &str, route: Route<RedisStore>, request: Request) -> Reply {
         let reply = self.h.call_request(route, request).await;
         self.exchanges.push(Exchange {
             label: label.to_owned(),
@@ -276,7 +276,7 @@ impl Flow {
             format!("connection={connection}")
         };
         let reply = self
-            .call("login (JSON)", Route::Login, keyed("login-json", &query, API_KEY_VALUE))
+            .call("login (JSON)", Route::LOGIN, keyed("login-json", &query, API_KEY_VALUE))
             .await;
         Self::expect(&reply, 200, "login (JSON)");
         let state = state_of(reply.json()["authorization_url"].as_str().unwrap());
@@ -288,7 +288,7 @@ impl Flow {
         let reply = self
             .call(
                 "login (form)",
-                Route::Login,
+                Route::LOGIN,
                 form_post(&format!("api_key={API_KEY_VALUE}")),
             )
             .await;
@@ -307,13 +307,13 @@ impl Flow {
     async fn callback(&mut self, label: &str, state: &str, code: &str, json: bool, status: u16) {
         let event = if json { "callback-json" } else { "callback" };
         let request = with_query(event_request(event), &format!("code={code}&state={state}"));
-        let reply = self.call(label, Route::Callback, request).await;
+        let reply = self.call(label, Route::CALLBACK, request).await;
         Self::expect(&reply, status, label);
     }
 
     async fn token(&mut self, label: &str, query: &str, status: u16) -> Reply {
         let reply = self
-            .call(label, Route::Token, keyed("token", query, API_KEY_VALUE))
+            .call(label, Route::TOKEN, keyed("token", query, API_KEY_VALUE))
             .await;
         Self::expect(&reply, status, label);
         reply
@@ -333,7 +333,7 @@ async fn run_flow(flow: &mut Flow) {
     let reply = flow
         .call(
             "login (JSON), wrong key",
-            Route::Login,
+            Route::LOGIN,
             keyed("login-json", "", WRONG_KEY),
         )
         .await;
@@ -341,7 +341,7 @@ async fn run_flow(flow: &mut Flow) {
     let reply = flow
         .call(
             "login (form), wrong key",
-            Route::Login,
+            Route::LOGIN,
             form_post(&format!("api_key={WRONG_KEY}")),
         )
         .await;
@@ -349,7 +349,7 @@ async fn run_flow(flow: &mut Flow) {
     let reply = flow
         .call(
             "login, second API key",
-            Route::Login,
+            Route::LOGIN,
             x_api_key("login-json", "", SECOND_API_KEY),
         )
         .await;
@@ -368,7 +368,7 @@ async fn run_flow(flow: &mut Flow) {
         event_request("callback"),
         &format!("error=access_denied&error_description=The+user+said+no&state={form_state}"),
     );
-    let reply = flow.call("callback, provider error", Route::Callback, request).await;
+    let reply = flow.call("callback, provider error", Route::CALLBACK, request).await;
     Flow::expect(&reply, 400, "callback, provider error");
     let code = flow.code("REJECT-");
     flow.callback("callback, failed exchange", &rejected_state, &code, false, 502)
@@ -388,17 +388,17 @@ async fn run_flow(flow: &mut Flow) {
     // Tokens: fresh, by either header, refused ways of asking, refreshed, refresh failures.
     flow.token("token, fresh", "", 200).await;
     let reply = flow
-        .call("token, X-API-Key", Route::Token, x_api_key("token", "", API_KEY_VALUE))
+        .call("token, X-API-Key", Route::TOKEN, x_api_key("token", "", API_KEY_VALUE))
         .await;
     Flow::expect(&reply, 200, "token, X-API-Key");
     let reply = flow
-        .call("token, wrong key", Route::Token, keyed("token", "", WRONG_KEY))
+        .call("token, wrong key", Route::TOKEN, keyed("token", "", WRONG_KEY))
         .await;
     Flow::expect(&reply, 401, "token, wrong key");
     let reply = flow
         .call(
             "token, wrong X-API-Key",
-            Route::Token,
+            Route::TOKEN,
             x_api_key("token", "", WRONG_KEY),
         )
         .await;
@@ -406,7 +406,7 @@ async fn run_flow(flow: &mut Flow) {
     let reply = flow
         .call(
             "token, key in the query",
-            Route::Token,
+            Route::TOKEN,
             with_query(event_request("token-no-key"), &format!("api_key={API_KEY_VALUE}")),
         )
         .await;
@@ -421,7 +421,7 @@ async fn run_flow(flow: &mut Flow) {
     let reply = flow
         .call(
             "verify, access expired",
-            Route::Verify,
+            Route::VERIFY,
             keyed("verify", "", API_KEY_VALUE),
         )
         .await;
@@ -430,11 +430,11 @@ async fn run_flow(flow: &mut Flow) {
     flow.token("token, invalid_grant", "", 401).await;
     flow.token("token, after invalid_grant", "", 401).await;
     let reply = flow
-        .call("verify, marked", Route::Verify, keyed("verify", "", API_KEY_VALUE))
+        .call("verify, marked", Route::VERIFY, keyed("verify", "", API_KEY_VALUE))
         .await;
     Flow::expect(&reply, 404, "verify, marked");
     let reply = flow
-        .call("verify, wrong key", Route::Verify, keyed("verify", "", WRONG_KEY))
+        .call("verify, wrong key", Route::VERIFY, keyed("verify", "", WRONG_KEY))
         .await;
     Flow::expect(&reply, 401, "verify, wrong key");
 
@@ -446,7 +446,7 @@ async fn run_flow(flow: &mut Flow) {
     let reply = flow
         .call(
             "verify, all connections",
-            Route::Verify,
+            Route::VERIFY,
             keyed("verify", "", API_KEY_VALUE),
         )
         .await;
@@ -455,16 +455,16 @@ async fn run_flow(flow: &mut Flow) {
     for mode in [WORKING, DOWN, REVOKED] {
         flow.issuer.refreshes(mode);
         flow.h.clock.advance(60);
-        reports.extend(keepalive::run(&flow.h.app).await.unwrap());
+        reports.extend(keepalive::run(&flow.h.app).await.unwrap().connections);
     }
-    let outcomes: Vec<&str> = reports.iter().map(|r| r.outcome).collect();
+    let outcomes: Vec<&str> = reports.iter().map(|r| r.outcome.as_str()).collect();
     for outcome in ["refreshed", "failed", "reauthorization_required"] {
         assert!(outcomes.contains(&outcome), "{outcomes:?}");
     }
     let printed = format!("{reports:?}\n{}", serde_json::to_string(&reports).unwrap());
     flow.exchanges.push(Exchange {
         label: "keep-alive reports".into(),
-        route: Route::Verify,
+        route: Route::VERIFY,
         status: 500,
         headers: Vec::new(),
         body: printed,
@@ -480,7 +480,7 @@ async fn run_flow(flow: &mut Flow) {
     flow.callback("callback, before revoking", OAUTH_STATE_VALUE, &code, true, 200)
         .await;
     let reply = flow
-        .call("revoke", Route::Revoke, keyed("revoke", "", API_KEY_VALUE))
+        .call("revoke", Route::REVOKE, keyed("revoke", "", API_KEY_VALUE))
         .await;
     Flow::expect(&reply, 200, "revoke");
     let code = flow.code("");
@@ -490,7 +490,7 @@ async fn run_flow(flow: &mut Flow) {
     let reply = flow
         .call(
             "revoke, provider down",
-            Route::Revoke,
+            Route::REVOKE,
             keyed("revoke", "", API_KEY_VALUE),
         )
         .await;
@@ -498,7 +498,7 @@ async fn run_flow(flow: &mut Flow) {
     let reply = flow
         .call(
             "revoke, forced",
-            Route::Revoke,
+            Route::REVOKE,
             keyed("revoke", "force=true", API_KEY_VALUE),
         )
         .await;
@@ -506,7 +506,7 @@ async fn run_flow(flow: &mut Flow) {
     let reply = flow
         .call(
             "revoke, lab-2, provider down",
-            Route::Revoke,
+            Route::REVOKE,
             keyed("revoke", "connection=lab-2", API_KEY_VALUE),
         )
         .await;
@@ -515,13 +515,13 @@ async fn run_flow(flow: &mut Flow) {
     let reply = flow
         .call(
             "revoke, lab-2",
-            Route::Revoke,
+            Route::REVOKE,
             keyed("revoke", "connection=lab-2", API_KEY_VALUE),
         )
         .await;
     Flow::expect(&reply, 200, "revoke, lab-2");
     let reply = flow
-        .call("revoke, wrong key", Route::Revoke, keyed("revoke", "", WRONG_KEY))
+        .call("revoke, wrong key", Route::REVOKE, keyed("revoke", "", WRONG_KEY))
         .await;
     Flow::expect(&reply, 401, "revoke, wrong key");
     flow.token("token, after revoking", "", 401).await;
@@ -534,17 +534,17 @@ async fn run_store_outage(exchanges: &mut Vec<Exchange>, overrides: &[(&str, &st
     all.push(("REDIS_URL", &url));
     let h = Harness::with(&all).await;
     for (label, route, request) in [
-        ("token, Redis down", Route::Token, keyed("token", "", API_KEY_VALUE)),
-        ("verify, Redis down", Route::Verify, keyed("verify", "", API_KEY_VALUE)),
-        ("revoke, Redis down", Route::Revoke, keyed("revoke", "", API_KEY_VALUE)),
+        ("token, Redis down", Route::TOKEN, keyed("token", "", API_KEY_VALUE)),
+        ("verify, Redis down", Route::VERIFY, keyed("verify", "", API_KEY_VALUE)),
+        ("revoke, Redis down", Route::REVOKE, keyed("revoke", "", API_KEY_VALUE)),
         (
             "login, Redis down",
-            Route::Login,
+            Route::LOGIN,
             keyed("login-json", "", API_KEY_VALUE),
         ),
         (
             "callback, Redis down",
-            Route::Callback,
+            Route::CALLBACK,
             with_query(
                 event_request("callback"),
                 &format!("code=AUTHCODE-OUTAGE-e5b1&state={OAUTH_STATE_VALUE}"),
@@ -716,7 +716,7 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
         std::env::set_var("RUST_LOG", "trace");
     }
     let logs = LogBuffer::default();
-    token_broker::logging::init_with_writer(logs.writer());
+    token_broker::base::logging::init_with_writer(logs.writer());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -760,8 +760,8 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
         // Debug prints of what holds secrets.
         let issued = issuer.issued_tokens();
         let stored = tokens(&issued[0], &issued[1], START + 1799, START + 86_400);
-        let record = token_broker::record::ConnectionRecord::Active(stored.clone());
-        let grant = token_broker::provider::parse_response(
+        let record = token_broker::base::record::ConnectionRecord::Active(stored.clone());
+        let grant = token_broker::oauth::provider::parse_response(
             reqwest::StatusCode::OK,
             None,
             serde_json::to_vec(&grant_body("ACCESS-TOKEN-DEBUG-a91f", "REFRESH-TOKEN-DEBUG-3c7d"))
@@ -769,12 +769,12 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
                 .as_slice(),
         )
         .unwrap();
-        let pending = token_broker::login::PendingLogin {
-            code_verifier: token_broker::secret::Secret::new(verifiers[0].clone()),
+        let pending = token_broker::oauth::authorization::PendingLogin {
+            code_verifier: token_broker::base::secret::Secret::new(verifiers[0].clone()),
             connection: "default".into(),
             issued_at: START,
         };
-        let started = token_broker::login::Started {
+        let started = token_broker::oauth::authorization::Started {
             authorization_url: format!(
                 "https://provider.example/authorize?client_id=c&state={}",
                 flow.states[0]
@@ -857,9 +857,9 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
             let allowed_in_body: Vec<String> = match (exchange.route, exchange.status) {
                 (_, 400..) => Vec::new(),
                 // The access token is what /token hands out.
-                (Route::Token, 200) => access.clone(),
+                (route, 200) if route == Route::TOKEN => access.clone(),
                 // The authorization URL carries the one-time state.
-                (Route::Login, 200) => states.clone(),
+                (route, 200) if route == Route::LOGIN => states.clone(),
                 _ => Vec::new(),
             };
             let forbidden: Vec<String> = everything

@@ -15,7 +15,7 @@ use std::{
 };
 
 use common::*;
-use token_broker::routes::Route;
+use token_broker::http::routes::Route;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -130,12 +130,12 @@ async fn a_fresh_token_costs_one_round_trip_cold_and_warm() {
         .seed(&tokens("access-0", "refresh-0", START + 1200, START + 86_400))
         .await;
 
-    let cold = h.call(Route::Token, "token").await;
+    let cold = h.call(Route::TOKEN, "token").await;
     assert_eq!(cold.status, 200, "{}", cold.body);
     assert_eq!(relay.turns(), 1, "the first call: connect, then one read");
 
     for served in 2..=4 {
-        let warm = h.call(Route::Token, "token").await;
+        let warm = h.call(Route::TOKEN, "token").await;
         assert_eq!(warm.status, 200, "{}", warm.body);
         assert_eq!(relay.turns(), served, "each warm call: one read");
     }
@@ -150,10 +150,10 @@ async fn verify_reads_and_lists_the_connections_in_one_round_trip() {
     direct
         .seed(&tokens("access-0", "refresh-0", START + 1200, START + 86_400))
         .await;
-    assert_eq!(h.call(Route::Token, "token").await.status, 200);
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 200);
 
     let before = relay.turns();
-    let reply = h.call(Route::Verify, "verify").await;
+    let reply = h.call(Route::VERIFY, "verify").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["connections"][0]["status"], "valid");
     assert_eq!(relay.turns() - before, 1, "HMGET and SCAN go out together");
@@ -164,8 +164,8 @@ async fn login_and_a_refused_key_never_reach_redis() {
     let relay = Relay::start().await;
     let (_direct, h) = relayed(&relay).await;
 
-    assert_eq!(h.call(Route::Login, "login").await.status, 200);
-    assert_eq!(h.call(Route::Token, "token-wrong-key").await.status, 401);
+    assert_eq!(h.call(Route::LOGIN, "login").await.status, 200);
+    assert_eq!(h.call(Route::TOKEN, "token-wrong-key").await.status, 401);
     assert_eq!(relay.turns(), 0);
 }
 
@@ -185,8 +185,8 @@ async fn an_early_connect_leaves_the_first_call_only_its_read() {
     }
     assert_eq!(relay.turns(), 0, "connecting sends nothing");
 
-    assert_eq!(h.call(Route::Token, "token").await.status, 200);
-    assert_eq!(h.call(Route::Token, "token").await.status, 200);
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 200);
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 200);
     assert_eq!(relay.connections(), 1, "the calls used the early connection");
     assert_eq!(relay.turns(), 2);
 }
@@ -206,11 +206,11 @@ async fn a_failed_early_connect_is_retried_by_the_first_call() {
     let h = Harness::with(&[("REDIS_URL", &redis.url()), ("KEY_PREFIX", &prefix)]).await;
     h.app.store.connect_early();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let down = h.call(Route::Token, "token").await;
+    let down = h.call(Route::TOKEN, "token").await;
     assert_eq!(down.status, 503, "{}", down.body);
 
     redis.restart();
-    let up = h.call(Route::Token, "token").await;
+    let up = h.call(Route::TOKEN, "token").await;
     assert_eq!(up.status, 200, "{}", up.body);
     assert_eq!(up.json()["access_token"], "access-0");
 }
@@ -234,7 +234,7 @@ async fn a_write_whose_answer_was_lost_is_recognized_as_stored() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         lose.store(true, Ordering::SeqCst);
     });
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
     arm.await.unwrap();
 
     assert_eq!(reply.status, 200, "{}", reply.body);

@@ -11,9 +11,9 @@ use std::{
 
 use common::*;
 use token_broker::{
-    record::{ConnectionRecord, TokenSet},
-    routes::Route,
-    store::{Expect, Store},
+    base::record::{ConnectionRecord, TokenSet},
+    base::store::{Expect, Store},
+    http::routes::Route,
 };
 use wiremock::ResponseTemplate;
 
@@ -21,7 +21,7 @@ async fn call_concurrently<S: Store + 'static>(h: &Arc<Harness<S>>, event: &'sta
     let calls: Vec<_> = (0..n)
         .map(|_| {
             let h = h.clone();
-            tokio::spawn(async move { h.call(Route::Token, event).await })
+            tokio::spawn(async move { h.call(Route::TOKEN, event).await })
         })
         .collect();
     let mut replies = Vec::new();
@@ -69,7 +69,7 @@ async fn token_refreshes_once_under_concurrent_calls_on_the_embedded_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_refreshes_once_across_processes_sharing_redis() {
     use common::process::*;
-    use token_broker::{secret::Secret, store::RedisStore};
+    use token_broker::{base::secret::Secret, base::store::RedisStore};
 
     let provider = wiremock::MockServer::start().await;
     let fake = Arc::new(RotatingProvider::holding("refresh-0"));
@@ -140,7 +140,7 @@ async fn a_lock_left_by_a_dead_holder_expires_and_the_next_caller_refreshes() {
     );
 
     let started = Instant::now();
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
 
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["access_token"], "access-1");
@@ -164,7 +164,7 @@ async fn waiting_past_refresh_wait_is_503_with_retry_after() {
             .unwrap()
     );
 
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
 
     assert_eq!(reply.status, 503);
     assert_eq!(reply.error(), "refresh_in_progress");
@@ -186,7 +186,7 @@ async fn a_waiting_caller_serves_a_still_valid_token_when_the_wait_runs_out() {
             .unwrap()
     );
 
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
 
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["access_token"], "access-0");
@@ -203,7 +203,7 @@ async fn a_stale_writer_cannot_overwrite_a_newer_pair() {
 
     let slow = {
         let h = h.clone();
-        tokio::spawn(async move { h.call(Route::Token, "token").await })
+        tokio::spawn(async move { h.call(Route::TOKEN, "token").await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     h.app
@@ -211,7 +211,7 @@ async fn a_stale_writer_cannot_overwrite_a_newer_pair() {
         .unlock(&h.lock_key(), &current_lock_owner(&h).await)
         .await
         .unwrap();
-    let fast = h.call(Route::Token, "token").await;
+    let fast = h.call(Route::TOKEN, "token").await;
     let slow = slow.await.unwrap();
 
     assert_eq!(fast.json()["access_token"], "access-2");
@@ -238,7 +238,7 @@ async fn a_lost_race_does_not_end_the_connection_when_a_newer_pair_exists() {
 
     let slow = {
         let h = h.clone();
-        tokio::spawn(async move { h.call(Route::Token, "token").await })
+        tokio::spawn(async move { h.call(Route::TOKEN, "token").await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     h.app
@@ -246,14 +246,14 @@ async fn a_lost_race_does_not_end_the_connection_when_a_newer_pair_exists() {
         .unlock(&h.lock_key(), &current_lock_owner(&h).await)
         .await
         .unwrap();
-    let second = h.call(Route::Token, "token").await;
+    let second = h.call(Route::TOKEN, "token").await;
     let first = slow.await.unwrap();
 
     assert_eq!(second.status, 401, "{}", second.body);
     assert_eq!(first.status, 200, "{}", first.body);
     let stored = h.stored_tokens().await;
     assert_eq!(Some(stored.refresh_token.expose().to_owned()), fake.current_refresh());
-    assert_eq!(h.call(Route::Verify, "verify").await.status, 200);
+    assert_eq!(h.call(Route::VERIFY, "verify").await.status, 200);
 }
 
 async fn current_lock_owner<S: Store>(h: &Harness<S>) -> String {
@@ -283,7 +283,7 @@ async fn invalid_grant_after_a_concurrent_rotation_serves_the_rotated_pair() {
 
     let call = {
         let h = h.clone();
-        tokio::spawn(async move { h.call(Route::Token, "token").await })
+        tokio::spawn(async move { h.call(Route::TOKEN, "token").await })
     };
     tokio::time::sleep(Duration::from_millis(150)).await;
     // Another instance's refresh lands while ours is at the provider.
@@ -314,13 +314,13 @@ async fn min_ttl_refreshes_early_and_says_when_it_cannot_be_met() {
     .await;
 
     let reply = h
-        .call_request(Route::Token, event_with_query("token", "min_ttl=900"))
+        .call_request(Route::TOKEN, event_with_query("token", "min_ttl=900"))
         .await;
     assert_eq!(reply.json()["access_token"], "access-0");
     assert!(reply.json().get("warning").is_none());
 
     let reply = h
-        .call_request(Route::Token, event_with_query("token", "min_ttl=1200"))
+        .call_request(Route::TOKEN, event_with_query("token", "min_ttl=1200"))
         .await;
     assert_eq!(reply.json()["access_token"], "access-1");
     assert_eq!(fake.refreshes(), 1);
@@ -328,7 +328,7 @@ async fn min_ttl_refreshes_early_and_says_when_it_cannot_be_met() {
     // More than the provider's 1799 s: served with a warning, and no refresh on every call.
     for _ in 0..3 {
         let reply = h
-            .call_request(Route::Token, event_with_query("token", "min_ttl=3600"))
+            .call_request(Route::TOKEN, event_with_query("token", "min_ttl=3600"))
             .await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.json()["access_token"], "access-1");
@@ -341,7 +341,7 @@ async fn min_ttl_refreshes_early_and_says_when_it_cannot_be_met() {
     assert_eq!(fake.refreshes(), 1);
 
     for bad in ["min_ttl=-1", "min_ttl=soon", "min_ttl=999999"] {
-        let reply = h.call_request(Route::Token, event_with_query("token", bad)).await;
+        let reply = h.call_request(Route::TOKEN, event_with_query("token", bad)).await;
         assert_eq!(reply.status, 400, "{bad}");
     }
 }
@@ -360,7 +360,7 @@ async fn a_ten_second_provider_stall_keeps_the_tokens_and_answers_503_at_the_tim
     .await;
 
     let started = Instant::now();
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
 
     assert_eq!(reply.status, 503);
     assert!(reply.header("retry-after").is_some());
@@ -379,19 +379,19 @@ async fn a_redis_restart_gives_503s_then_recovers_without_a_process_restart() {
     let h = Harness::with(&[("REDIS_URL", &redis.url())]).await;
     h.seed(&tokens("access-0", "refresh-0", START + 1800, START + 86_400))
         .await;
-    assert_eq!(h.call(Route::Token, "token").await.status, 200);
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 200);
 
     redis.stop();
     let mut during = Vec::new();
     for _ in 0..5 {
-        during.push(h.call(Route::Token, "token").await.status);
+        during.push(h.call(Route::TOKEN, "token").await.status);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut recovered = false;
     while Instant::now() < deadline {
-        if h.call(Route::Token, "token").await.status == 200 {
+        if h.call(Route::TOKEN, "token").await.status == 200 {
             recovered = true;
             break;
         }
@@ -424,7 +424,7 @@ async fn a_redis_outage_after_a_rotation_keeps_the_new_pair() {
             redis.restart();
         }
     });
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
     outage.await.unwrap();
 
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -452,7 +452,7 @@ async fn a_redis_outage_through_every_retry_is_503_and_counted_as_not_stored() {
         redis
     });
     let started = Instant::now();
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
     let _redis = outage.await.unwrap();
 
     assert_eq!(reply.status, 503, "{}", reply.body);

@@ -5,9 +5,9 @@ mod common;
 
 use common::*;
 use token_broker::{
-    record::ConnectionRecord,
-    routes::Route,
-    store::{Expect, Store},
+    base::record::ConnectionRecord,
+    base::store::{Expect, Store},
+    http::routes::Route,
 };
 use wiremock::{Mock, ResponseTemplate, matchers};
 
@@ -38,7 +38,7 @@ async fn revoke_revokes_the_refresh_token_at_the_provider_then_forgets_it() {
     seeded(&h).await;
     revocation_answers(&h, ResponseTemplate::new(200)).await;
 
-    let reply = h.call(Route::Revoke, "revoke").await;
+    let reply = h.call(Route::REVOKE, "revoke").await;
 
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["status"], "revoked");
@@ -55,8 +55,8 @@ async fn revoke_revokes_the_refresh_token_at_the_provider_then_forgets_it() {
         ]]
     );
     assert!(h.stored().await.is_none());
-    assert_eq!(h.call(Route::Verify, "verify").await.status, 404);
-    assert_eq!(h.call(Route::Token, "token").await.status, 401);
+    assert_eq!(h.call(Route::VERIFY, "verify").await.status, 404);
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 401);
 }
 
 #[tokio::test]
@@ -74,11 +74,11 @@ async fn a_failed_revocation_keeps_the_tokens() {
         let before = h.stored().await;
         revocation_answers(&h, response).await;
 
-        let reply = h.call(Route::Revoke, "revoke").await;
+        let reply = h.call(Route::REVOKE, "revoke").await;
 
         assert_eq!(reply.status, status, "{}", reply.body);
         assert_eq!(h.stored().await, before);
-        assert_eq!(h.call(Route::Verify, "verify").await.status, 200);
+        assert_eq!(h.call(Route::VERIFY, "verify").await.status, 200);
     }
 }
 
@@ -88,7 +88,7 @@ async fn force_deletes_even_when_the_provider_fails() {
     seeded(&h).await;
     revocation_answers(&h, ResponseTemplate::new(503)).await;
 
-    let reply = h.call(Route::Revoke, "revoke-force").await;
+    let reply = h.call(Route::REVOKE, "revoke-force").await;
 
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["revoked_at_provider"], false);
@@ -101,7 +101,7 @@ async fn without_a_revocation_endpoint_the_tokens_are_forgotten_with_a_warning()
     let h = Harness::with(&[("REVOCATION_URL", "")]).await;
     seeded(&h).await;
 
-    let reply = h.call(Route::Revoke, "revoke").await;
+    let reply = h.call(Route::REVOKE, "revoke").await;
 
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["revoked_at_provider"], false);
@@ -113,7 +113,7 @@ async fn without_a_revocation_endpoint_the_tokens_are_forgotten_with_a_warning()
 #[tokio::test]
 async fn revoking_nothing_is_harmless() {
     let h = Harness::new().await;
-    let reply = h.call(Route::Revoke, "revoke").await;
+    let reply = h.call(Route::REVOKE, "revoke").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["status"], "not_stored");
     assert!(h.provider.received_requests().await.unwrap().is_empty());
@@ -128,7 +128,7 @@ async fn a_reauthorization_mark_is_cleared_without_calling_the_provider() {
     };
     h.put(&mark).await;
 
-    assert_eq!(h.call(Route::Revoke, "revoke").await.status, 200);
+    assert_eq!(h.call(Route::REVOKE, "revoke").await.status, 200);
     assert!(h.stored().await.is_none());
     assert!(h.provider.received_requests().await.unwrap().is_empty());
 }
@@ -142,9 +142,9 @@ async fn an_unreadable_record_is_deleted_only_when_forced() {
         .await
         .unwrap();
 
-    assert_eq!(h.call(Route::Revoke, "revoke").await.status, 500);
+    assert_eq!(h.call(Route::REVOKE, "revoke").await.status, 500);
     assert!(h.app.store.load(&h.tokens_key()).await.unwrap().is_some());
-    assert_eq!(h.call(Route::Revoke, "revoke-force").await.status, 200);
+    assert_eq!(h.call(Route::REVOKE, "revoke-force").await.status, 200);
     assert!(h.app.store.load(&h.tokens_key()).await.unwrap().is_none());
 }
 
@@ -152,8 +152,8 @@ async fn an_unreadable_record_is_deleted_only_when_forced() {
 async fn revoke_needs_the_key_and_post() {
     let h = Harness::new().await;
     seeded(&h).await;
-    assert_eq!(h.call(Route::Revoke, "revoke-no-key").await.status, 401);
-    let get = h.call(Route::Revoke, "revoke-get").await;
+    assert_eq!(h.call(Route::REVOKE, "revoke-no-key").await.status, 401);
+    let get = h.call(Route::REVOKE, "revoke-get").await;
     assert_eq!(get.status, 405);
     assert_eq!(get.header("allow"), Some("POST"));
     assert!(h.stored().await.is_some());

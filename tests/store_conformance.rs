@@ -8,8 +8,8 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use token_broker::{
-    secret::Secret,
-    store::{EmbeddedStore, Expect, RedisStore, Store},
+    base::secret::Secret,
+    base::store::{EmbeddedStore, Expect, RedisStore, Store},
 };
 
 /// Keys unique to one test, so backends can be shared between tests.

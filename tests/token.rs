@@ -7,9 +7,9 @@ use std::{sync::Arc, time::Duration};
 
 use common::*;
 use token_broker::{
-    record::ConnectionRecord,
-    routes::Route,
-    store::{Expect, Store},
+    base::record::ConnectionRecord,
+    base::store::{Expect, Store},
+    http::routes::Route,
 };
 use wiremock::ResponseTemplate;
 
@@ -25,7 +25,7 @@ async fn seeded(access_left: i64) -> Harness {
 async fn fresh_token_is_served_without_calling_the_provider() {
     let h = seeded(1200).await;
 
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
 
     assert_eq!(reply.status, 200, "{}", reply.body);
     let body = reply.json();
@@ -43,14 +43,14 @@ async fn fresh_token_is_served_without_calling_the_provider() {
 #[tokio::test]
 async fn the_api_key_is_accepted_in_x_api_key_too() {
     let h = seeded(1200).await;
-    assert_eq!(h.call(Route::Token, "token-x-api-key").await.status, 200);
+    assert_eq!(h.call(Route::TOKEN, "token-x-api-key").await.status, 200);
 }
 
 #[tokio::test]
 async fn missing_or_wrong_api_key_is_401_with_a_challenge() {
     let h = seeded(1200).await;
 
-    let missing = h.call(Route::Token, "token-no-key").await;
+    let missing = h.call(Route::TOKEN, "token-no-key").await;
     assert_eq!(missing.status, 401);
     assert_eq!(missing.error(), "unauthorized");
     assert_eq!(
@@ -58,7 +58,7 @@ async fn missing_or_wrong_api_key_is_401_with_a_challenge() {
         Some(r#"Bearer realm="token-broker""#)
     );
 
-    let wrong = h.call(Route::Token, "token-wrong-key").await;
+    let wrong = h.call(Route::TOKEN, "token-wrong-key").await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.header("www-authenticate").unwrap().contains("invalid_token"));
     assert!(!wrong.body.contains("access-0") && !wrong.body.contains("wrong-api-key"));
@@ -67,7 +67,7 @@ async fn missing_or_wrong_api_key_is_401_with_a_challenge() {
 #[tokio::test]
 async fn an_api_key_in_the_query_string_is_refused() {
     let h = seeded(1200).await;
-    let reply = h.call(Route::Token, "token-key-in-query").await;
+    let reply = h.call(Route::TOKEN, "token-key-in-query").await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.error(), "invalid_request");
     assert!(!reply.body.contains("access-0"));
@@ -76,7 +76,7 @@ async fn an_api_key_in_the_query_string_is_refused() {
 #[tokio::test]
 async fn other_methods_are_405_with_allow() {
     let h = seeded(1200).await;
-    let reply = h.call(Route::Token, "token-post").await;
+    let reply = h.call(Route::TOKEN, "token-post").await;
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("GET"));
     assert_eq!(reply.header("cache-control"), Some("no-store"));
@@ -91,7 +91,7 @@ async fn token_inside_the_skew_window_is_refreshed_with_the_exact_form() {
     )
     .await;
 
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
 
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["access_token"], "access-1");
@@ -121,10 +121,10 @@ async fn expiry_follows_the_clock() {
 
     // 61 s left: more than the 60 s skew, still served.
     h.clock.advance(1139);
-    assert_eq!(h.call(Route::Token, "token").await.json()["access_token"], "access-0");
+    assert_eq!(h.call(Route::TOKEN, "token").await.json()["access_token"], "access-0");
     // 60 s left: no longer "more than the skew", refreshed.
     h.clock.advance(1);
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
     assert_eq!(reply.json()["access_token"], "access-1");
     assert_eq!(reply.json()["expires_at"], START + 1140 + 1799);
 }
@@ -140,7 +140,7 @@ async fn a_provider_that_does_not_rotate_keeps_the_old_refresh_token() {
     )
     .await;
 
-    assert_eq!(h.call(Route::Token, "token").await.status, 200);
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 200);
 
     let stored = h.stored_tokens().await;
     assert_eq!(stored.access_token.expose(), "access-1");
@@ -151,7 +151,7 @@ async fn a_provider_that_does_not_rotate_keeps_the_old_refresh_token() {
 #[tokio::test]
 async fn nothing_stored_means_reauthorization_required() {
     let h = Harness::new().await;
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.error(), "reauthorization_required");
     assert!(reply.json()["error_description"].as_str().unwrap().contains("log in"));
@@ -162,7 +162,7 @@ async fn an_expired_refresh_token_is_not_sent_to_the_provider() {
     let h = Harness::new().await;
     h.seed(&tokens("a", "r", START - 100, START - 1)).await;
 
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
 
     assert_eq!(reply.status, 401);
     assert_eq!(reply.error(), "reauthorization_required");
@@ -180,7 +180,7 @@ async fn invalid_grant_marks_the_connection_instead_of_deleting_it() {
     )
     .await;
 
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.error(), "reauthorization_required");
 
@@ -192,7 +192,7 @@ async fn invalid_grant_marks_the_connection_instead_of_deleting_it() {
         other => panic!("expected a re-authorization mark, found {other:?}"),
     }
     // Later calls do not hit the provider with the dead token again.
-    assert_eq!(h.call(Route::Token, "token").await.status, 401);
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 401);
     assert_eq!(h.token_requests().await.len(), 1);
 }
 
@@ -227,7 +227,7 @@ async fn provider_failures_keep_the_tokens_and_answer_with_retry_after() {
         let before = h.stored().await;
         provider_answers(&h.provider, response).await;
 
-        let reply = h.call(Route::Token, "token").await;
+        let reply = h.call(Route::TOKEN, "token").await;
 
         assert_eq!(reply.status, status, "{}", reply.body);
         assert_eq!(reply.error(), error);
@@ -246,7 +246,7 @@ async fn provider_refusals_other_than_invalid_grant_do_not_end_the_connection() 
     )
     .await;
 
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
 
     assert_eq!(reply.status, 502);
     assert_eq!(reply.error(), "invalid_client");
@@ -259,7 +259,7 @@ async fn an_unreachable_provider_is_502_and_keeps_the_tokens() {
     h.seed(&tokens("access-0", "refresh-0", START, START + 86_400)).await;
     let before = h.stored().await;
 
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
 
     assert_eq!(reply.status, 502);
     assert_eq!(reply.error(), "provider_unavailable");
@@ -272,7 +272,7 @@ async fn a_still_valid_token_is_served_when_the_refresh_fails() {
     let h = seeded(30).await;
     provider_answers(&h.provider, ResponseTemplate::new(500)).await;
 
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
 
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["access_token"], "access-0");
@@ -288,7 +288,7 @@ async fn an_unreadable_record_is_500_and_left_untouched() {
         .await
         .unwrap();
 
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
 
     assert_eq!(reply.status, 500);
     assert_eq!(reply.error(), "store_unreadable");
@@ -299,7 +299,7 @@ async fn an_unreadable_record_is_500_and_left_untouched() {
 #[tokio::test]
 async fn redis_down_is_503() {
     let h = Harness::with(&[("REDIS_URL", &format!("redis://127.0.0.1:{}", closed_port()))]).await;
-    let reply = h.call(Route::Token, "token").await;
+    let reply = h.call(Route::TOKEN, "token").await;
     assert_eq!(reply.status, 503);
     assert_eq!(reply.error(), "store_unavailable");
     assert_eq!(reply.header("retry-after"), Some("2"));
@@ -318,7 +318,7 @@ async fn concurrent_calls_at_expiry_refresh_once() {
 
     let calls = (0..20).map(|_| {
         let h = h.clone();
-        tokio::spawn(async move { h.call(Route::Token, "token").await })
+        tokio::spawn(async move { h.call(Route::TOKEN, "token").await })
     });
     let replies = futures_join_all(calls).await;
 

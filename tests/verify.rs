@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use token_broker::{record::ConnectionRecord, routes::Route};
+use token_broker::{base::record::ConnectionRecord, http::routes::Route};
 
 #[tokio::test]
 async fn both_tokens_valid_is_200_with_seconds_left() {
@@ -12,7 +12,7 @@ async fn both_tokens_valid_is_200_with_seconds_left() {
     h.seed(&tokens("access-secret", "refresh-secret", START + 1000, START + 5000))
         .await;
 
-    let reply = h.call(Route::Verify, "verify").await;
+    let reply = h.call(Route::VERIFY, "verify").await;
 
     assert_eq!(reply.status, 200);
     let body = reply.json();
@@ -30,7 +30,7 @@ async fn expired_access_token_with_valid_refresh_token_is_202() {
     h.seed(&tokens("a", "r", START + 10, START + 5000)).await;
     h.clock.advance(10);
 
-    let reply = h.call(Route::Verify, "verify").await;
+    let reply = h.call(Route::VERIFY, "verify").await;
 
     assert_eq!(reply.status, 202);
     assert_eq!(reply.json()["status"], "access_token_expired");
@@ -44,7 +44,7 @@ async fn expired_refresh_token_is_404() {
     h.seed(&tokens("a", "r", START + 10, START + 20)).await;
     h.clock.advance(20);
 
-    let reply = h.call(Route::Verify, "verify").await;
+    let reply = h.call(Route::VERIFY, "verify").await;
 
     assert_eq!(reply.status, 404);
     assert_eq!(reply.error(), "reauthorization_required");
@@ -54,7 +54,7 @@ async fn expired_refresh_token_is_404() {
 #[tokio::test]
 async fn nothing_stored_is_404() {
     let h = Harness::new().await;
-    let reply = h.call(Route::Verify, "verify").await;
+    let reply = h.call(Route::VERIFY, "verify").await;
     assert_eq!(reply.status, 404);
     assert_eq!(reply.json()["status"], "not_authorized");
     assert!(reply.json()["error_description"].is_string());
@@ -69,7 +69,7 @@ async fn a_rejected_refresh_token_is_404_with_the_reason() {
     };
     h.put(&mark).await;
 
-    let reply = h.call(Route::Verify, "verify").await;
+    let reply = h.call(Route::VERIFY, "verify").await;
 
     assert_eq!(reply.status, 404);
     assert_eq!(reply.json()["status"], "refresh_token_rejected");
@@ -81,7 +81,7 @@ async fn a_rejected_refresh_token_is_404_with_the_reason() {
 async fn verify_requires_the_api_key() {
     let h = Harness::new().await;
     h.seed(&tokens("a", "r", START + 10, START + 20)).await;
-    let reply = h.call(Route::Verify, "verify-no-key").await;
+    let reply = h.call(Route::VERIFY, "verify-no-key").await;
     assert_eq!(reply.status, 401);
     assert!(reply.header("www-authenticate").is_some());
 }
@@ -89,7 +89,7 @@ async fn verify_requires_the_api_key() {
 #[tokio::test]
 async fn redis_down_is_503_never_404() {
     let h = Harness::with(&[("REDIS_URL", &format!("redis://127.0.0.1:{}", closed_port()))]).await;
-    let reply = h.call(Route::Verify, "verify").await;
+    let reply = h.call(Route::VERIFY, "verify").await;
     assert_eq!(reply.status, 503);
     assert_eq!(reply.error(), "store_unavailable");
 }
@@ -99,7 +99,7 @@ async fn verify_never_refreshes() {
     let h = Harness::new().await;
     h.seed(&tokens("a", "r", START, START + 20)).await;
     let before = h.stored().await;
-    assert_eq!(h.call(Route::Verify, "verify").await.status, 202);
+    assert_eq!(h.call(Route::VERIFY, "verify").await.status, 202);
     assert_eq!(h.stored().await, before);
     assert!(h.provider.received_requests().await.unwrap().is_empty());
 }

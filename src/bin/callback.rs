@@ -1,7 +1,7 @@
 //! The `callback` Lambda function: serves `GET /callback`.
 
-use token_broker::{lambda, routes::callback};
+use token_broker::{http::routes::Route, serve::lambda};
 
 fn main() -> Result<(), lambda_http::Error> {
-    lambda::run(|app, request| async move { callback::handle(app, &request).await })
+    lambda::run(Route::CALLBACK)
 }

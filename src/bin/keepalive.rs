@@ -2,5 +2,5 @@
 //! token expires within `KEEPALIVE_WINDOW`.
 
 fn main() -> Result<(), lambda_http::Error> {
-    token_broker::lambda::run_keepalive()
+    token_broker::serve::lambda::run_keepalive()
 }

@@ -1,7 +1,7 @@
 //! The `login` Lambda function: serves `GET` and `POST /login`.
 
-use token_broker::{lambda, routes::login};
+use token_broker::{http::routes::Route, serve::lambda};
 
 fn main() -> Result<(), lambda_http::Error> {
-    lambda::run(|app, request| async move { login::handle(app, &request).await })
+    lambda::run(Route::LOGIN)
 }

@@ -1,7 +1,7 @@
 //! The `revoke` Lambda function: serves `POST /revoke`.
 
-use token_broker::{lambda, routes::revoke};
+use token_broker::{http::routes::Route, serve::lambda};
 
 fn main() -> Result<(), lambda_http::Error> {
-    lambda::run(|app, request| async move { revoke::handle(app, &request).await })
+    lambda::run(Route::REVOKE)
 }

@@ -1,7 +1,7 @@
 //! The `token` Lambda function: serves `GET /token`.
 
-use token_broker::{lambda, routes::token};
+use token_broker::{http::routes::Route, serve::lambda};
 
 fn main() -> Result<(), lambda_http::Error> {
-    lambda::run(|app, request| async move { token::handle(app, &request).await })
+    lambda::run(Route::TOKEN)
 }

@@ -1,7 +1,7 @@
 //! The `verify` Lambda function: serves `GET /verify`.
 
-use token_broker::{lambda, routes::verify};
+use token_broker::{http::routes::Route, serve::lambda};
 
 fn main() -> Result<(), lambda_http::Error> {
-    lambda::run(|app, request| async move { verify::handle(app, &request).await })
+    lambda::run(Route::VERIFY)
 }

@@ -18,14 +18,14 @@ use std::{
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use token_broker::{
-    app::App,
-    clock::ManualClock,
-    config::{Config, StoreConfig},
-    connection::DEFAULT as DEFAULT_CONNECTION,
-    record::{ConnectionRecord, TokenSet},
-    routes::{self, Route},
-    secret::Secret,
-    store::{Expect, RedisStore, Store},
+    base::clock::ManualClock,
+    base::config::{Config, StoreConfig},
+    base::connection::DEFAULT as DEFAULT_CONNECTION,
+    base::record::{ConnectionRecord, TokenSet},
+    base::secret::Secret,
+    base::store::{Expect, RedisStore, Store},
+    http::routes::{self, Route},
+    oauth::app::App,
 };
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
@@ -87,12 +87,12 @@ impl Harness<RedisStore> {
 }
 
 #[cfg(feature = "local")]
-impl Harness<token_broker::store::EmbeddedStore> {
+impl Harness<token_broker::base::store::EmbeddedStore> {
     /// The same set-up on local mode's embedded store.
     pub async fn embedded(overrides: &[(&str, &str)]) -> Self {
         let provider = MockServer::start().await;
         let config = test_config(&provider, overrides);
-        let store = token_broker::store::EmbeddedStore::open(&scratch_dir("harness")).unwrap();
+        let store = token_broker::base::store::EmbeddedStore::open(&scratch_dir("harness")).unwrap();
         Self::assemble(config, store, provider)
     }
 }
@@ -100,25 +100,25 @@ impl Harness<token_broker::store::EmbeddedStore> {
 impl<S: Store> Harness<S> {
     fn assemble(config: Config, store: S, provider: MockServer) -> Self {
         let clock = Arc::new(ManualClock::new(START));
-        let app = App::new(config, store, clock.clone()).unwrap();
+        let app = App::new(config, store, clock.clone());
         Self { app, provider, clock }
     }
 
-    pub async fn call(&self, route: Route, event: &str) -> Reply {
+    pub async fn call(&self, route: Route<S>, event: &str) -> Reply {
         Reply::from(routes::handle(&self.app, route, event_request(event)).await).await
     }
 
-    pub async fn call_request(&self, route: Route, request: Request) -> Reply {
+    pub async fn call_request(&self, route: Route<S>, request: Request) -> Reply {
         Reply::from(routes::handle(&self.app, route, request).await).await
     }
 
     pub fn tokens_key(&self) -> String {
-        self.app.tokens_key(DEFAULT_CONNECTION)
+        self.app.keys.tokens(DEFAULT_CONNECTION)
     }
 
     /// From now on the app's metric lines are kept; the handle sees them.
     pub fn capture_metrics(&mut self) -> Arc<std::sync::Mutex<Vec<String>>> {
-        let (metrics, lines) = token_broker::metrics::Metrics::capture();
+        let (metrics, lines) = token_broker::base::metrics::Metrics::capture();
         self.app.metrics = metrics;
         lines
     }
@@ -130,7 +130,7 @@ impl<S: Store> Harness<S> {
 
     /// Stores `record` for a connection as the broker would (sealed when encryption is on).
     pub async fn put_in(&self, connection: &str, record: &ConnectionRecord) -> u64 {
-        let key = self.app.tokens_key(connection);
+        let key = self.app.keys.tokens(connection);
         let sealed = self.app.seal_record(&key, record).unwrap();
         self.app
             .store
@@ -145,13 +145,13 @@ impl<S: Store> Harness<S> {
     }
 
     pub async fn stored_in(&self, connection: &str) -> Option<ConnectionRecord> {
-        let stored = self.app.store.load(&self.app.tokens_key(connection)).await.unwrap()?;
-        let key = self.app.tokens_key(connection);
+        let stored = self.app.store.load(&self.app.keys.tokens(connection)).await.unwrap()?;
+        let key = self.app.keys.tokens(connection);
         Some(self.app.open_record(&key, stored.data).unwrap())
     }
 
     pub fn lock_key(&self) -> String {
-        self.app.lock_key(DEFAULT_CONNECTION)
+        self.app.keys.refresh_lock(DEFAULT_CONNECTION)
     }
 
     /// Stores a pair as a completed login would, bypassing the provider.

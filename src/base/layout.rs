@@ -1,0 +1,90 @@
+//! The store layout: every key the broker reads or writes is built here and nowhere else, so the
+//! layout can be read (and changed) in one place. All keys start with `KEY_PREFIX`, which is what
+//! lets several deployments share one store.
+//!
+//! | Key | Holds | Lives |
+//! |---|---|---|
+//! | `{prefix}:conn:{connection}:tokens` | the connection's record: its token pair or a re-authorization mark (sealed when encryption is on) | as long as its refresh token |
+//! | `{prefix}:conn:{connection}:refresh-lock` | the owner of the connection's refresh lock | the lock's TTL |
+//! | `{prefix}:login-state:{digest}` | a pending login: PKCE verifier and connection (sealed) | `LOGIN_STATE_TTL` |
+//!
+//! `{digest}` is the unpadded base64url SHA-256 of the one-time state, so the store never holds
+//! a redeemable state as a name. Connection names are checked before they reach a key (see
+//! [`crate::core::connection`]); they cannot contain `:`.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use ring::digest::{SHA256, digest};
+
+const CONNECTIONS: &str = ":conn:";
+const TOKENS: &str = ":tokens";
+const REFRESH_LOCK: &str = ":refresh-lock";
+const LOGIN_STATE: &str = ":login-state:";
+
+/// The keys of one deployment, under its `KEY_PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    prefix: String,
+}
+
+impl Layout {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Where a connection's record lives.
+    pub fn tokens(&self, connection: &str) -> String {
+        format!("{}{CONNECTIONS}{connection}{TOKENS}", self.prefix)
+    }
+
+    /// The lock that lets one caller at a time refresh a connection.
+    pub fn refresh_lock(&self, connection: &str) -> String {
+        format!("{}{CONNECTIONS}{connection}{REFRESH_LOCK}", self.prefix)
+    }
+
+    /// Where the pending login of a one-time `state` waits for `/callback`.
+    pub fn login_state(&self, state: &str) -> String {
+        let hashed = URL_SAFE_NO_PAD.encode(digest(&SHA256, state.as_bytes()));
+        format!("{}{LOGIN_STATE}{hashed}", self.prefix)
+    }
+
+    /// What every connection key starts with: a listing of connections scans for it.
+    pub fn connections(&self) -> String {
+        format!("{}{CONNECTIONS}", self.prefix)
+    }
+
+    /// The connection whose record `key` is, if it is one (a lock key is not).
+    pub fn connection_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix(CONNECTIONS)?
+            .strip_suffix(TOKENS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_keep_their_documented_shape() {
+        let keys = Layout::new("tb");
+        assert_eq!(keys.tokens("lab-2"), "tb:conn:lab-2:tokens");
+        assert_eq!(keys.refresh_lock("lab-2"), "tb:conn:lab-2:refresh-lock");
+        assert_eq!(keys.connections(), "tb:conn:");
+        // printf %s state | openssl dgst -sha256 -binary | basenc --base64url | tr -d =
+        assert_eq!(
+            keys.login_state("state"),
+            "tb:login-state:S6aXNcpTdl7WpwnttWxuoja3GTo7KaazkMNG8PQ0Dk4"
+        );
+    }
+
+    #[test]
+    fn only_record_keys_name_a_connection() {
+        let keys = Layout::new("tb");
+        assert_eq!(keys.connection_of(&keys.tokens("prod.eu")), Some("prod.eu"));
+        assert_eq!(keys.connection_of(&keys.refresh_lock("prod.eu")), None);
+        assert_eq!(keys.connection_of("other:conn:prod.eu:tokens"), None);
+        assert_eq!(keys.connection_of(&keys.login_state("s")), None);
+    }
+}

@@ -1,0 +1,148 @@
+//! Storage the routes rely on: versioned records and short-lived locks.
+//!
+//! Every backend offers the same small contract, so the route logic (and the refresh guarantees
+//! built on it) does not depend on which store is in use.
+
+#[cfg(feature = "local")]
+mod embedded;
+mod redis;
+
+use std::{future::Future, time::Duration};
+
+use thiserror::Error;
+
+#[cfg(feature = "local")]
+pub use self::embedded::EmbeddedStore;
+pub use self::redis::RedisStore;
+
+/// A stored value together with its generation. Generations start at 1 and grow by one with
+/// every write, so a writer can tell whether the value it read is still the current one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub generation: u64,
+    pub data: Vec<u8>,
+}
+
+/// What a conditional write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Write whatever is there (a fresh authorization replaces everything).
+    Any,
+    /// Write only if the current generation is this one.
+    Generation(u64),
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time; the request may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered, but with something this version cannot use.
+    #[error("store answered unexpectedly: {0}")]
+    Protocol(String),
+}
+
+/// How long a record lives from its write; `None`: until it is deleted.
+pub type Ttl = Option<Duration>;
+
+/// An expiry `seconds` from now, at least a second (a record already due is kept a moment rather
+/// than lost): a connection's record lives as long as its refresh token, a login state as long as
+/// it can be redeemed.
+pub fn ttl(seconds: i64) -> Ttl {
+    Some(Duration::from_secs(seconds.max(1) as u64))
+}
+
+pub trait Store: Send + Sync {
+    /// One round trip: this is the hot path of every `/token` call.
+    fn load(&self, key: &str) -> impl Future<Output = Result<Option<Versioned>, StoreError>> + Send;
+
+    /// Atomically writes `data` as the next generation if `expect` holds, and lets the key expire
+    /// after `ttl` (never, if `None`). Returns the new generation, or `None` if another writer got
+    /// there first.
+    fn write(
+        &self,
+        key: &str,
+        expect: Expect,
+        data: &[u8],
+        ttl: Ttl,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Takes the lock `key` for `owner` unless someone else holds it. The lock vanishes by itself
+    /// after `ttl`, so a crashed holder cannot block others for longer than that.
+    fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Releases the lock only if `owner` still holds it; a lock that expired and was taken by
+    /// another caller is left alone.
+    fn unlock(&self, key: &str, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads and deletes `key` in one atomic step, so of two concurrent callers exactly one gets
+    /// the value: what makes a one-time login state one-time.
+    fn take(&self, key: &str) -> impl Future<Output = Result<Option<Versioned>, StoreError>> + Send;
+
+    /// Deletes `key`; returns whether it existed.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every live record key that starts with `prefix`, in no particular order.
+    fn keys(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+}
+
+/// Either backend, chosen by configuration at start-up (local mode). The Lambda functions use
+/// [`RedisStore`] directly.
+#[cfg(feature = "local")]
+#[derive(Clone)]
+pub enum AnyStore {
+    Redis(RedisStore),
+    Embedded(EmbeddedStore),
+}
+
+#[cfg(feature = "local")]
+impl Store for AnyStore {
+    async fn load(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        match self {
+            Self::Redis(store) => store.load(key).await,
+            Self::Embedded(store) => store.load(key).await,
+        }
+    }
+
+    async fn write(&self, key: &str, expect: Expect, data: &[u8], ttl: Ttl) -> Result<Option<u64>, StoreError> {
+        match self {
+            Self::Redis(store) => store.write(key, expect, data, ttl).await,
+            Self::Embedded(store) => store.write(key, expect, data, ttl).await,
+        }
+    }
+
+    async fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        match self {
+            Self::Redis(store) => store.try_lock(key, owner, ttl).await,
+            Self::Embedded(store) => store.try_lock(key, owner, ttl).await,
+        }
+    }
+
+    async fn unlock(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(store) => store.unlock(key, owner).await,
+            Self::Embedded(store) => store.unlock(key, owner).await,
+        }
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        match self {
+            Self::Redis(store) => store.take(key).await,
+            Self::Embedded(store) => store.take(key).await,
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        match self {
+            Self::Redis(store) => store.delete(key).await,
+            Self::Embedded(store) => store.delete(key).await,
+        }
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::Redis(store) => store.keys(prefix).await,
+            Self::Embedded(store) => store.keys(prefix).await,
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Redis backend: ElastiCache, Upstash or any `redis://` / `rediss://` server.
+//!
+//! A record is a hash with two fields, `gen` and `data`, so a read is one `HMGET` and the
+//! generation check of a write runs inside the server as a Lua script, atomic with the write.
+
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
+
+use redis::{
+    AsyncCommands, Client, ErrorKind, IntoConnectionInfo, RedisError, Script, Value,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+use tokio::sync::OnceCell;
+
+use super::{Expect, Store, StoreError, Ttl, Versioned};
+use crate::base::{secret::Secret, tls};
+
+/// KEYS[1] record; ARGV: expected generation ("" = any), data, ttl in ms ("0" = none).
+/// An unconditional write replaces a key of the wrong type (left by something else, or broken):
+/// a new login must be able to heal any record.
+const WRITE: &str = r"
+if ARGV[1] == '' then
+  local kind = redis.call('TYPE', KEYS[1]).ok
+  if kind ~= 'hash' and kind ~= 'none' then
+    redis.call('DEL', KEYS[1])
+  end
+end
+local current = redis.call('HGET', KEYS[1], 'gen')
+if ARGV[1] ~= '' and current ~= ARGV[1] then
+  return false
+end
+local next = (tonumber(current) or 0) + 1
+redis.call('HSET', KEYS[1], 'gen', next, 'data', ARGV[2])
+if ARGV[3] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+else
+  redis.call('PERSIST', KEYS[1])
+end
+return next
+";
+
+/// KEYS[1] lock; ARGV[1] owner.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// KEYS[1] record. Returns {gen, data} and deletes the record, or nil.
+const TAKE: &str = r"
+local found = redis.call('HMGET', KEYS[1], 'gen', 'data')
+if not found[1] then
+  return false
+end
+redis.call('DEL', KEYS[1])
+return found
+";
+
+/// Each script is hashed (SHA-1, for EVALSHA) on its first use, not at start-up: `/token` with a
+/// fresh token and `/verify` run none of them.
+static WRITE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(WRITE));
+static UNLOCK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
+static TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE));
+
+/// One multiplexed connection per process, opened on first use (or early, by
+/// [`RedisStore::connect_early`]) and re-opened by itself after a failure, so a warm function
+/// survives a Redis restart without being recycled.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: Arc<Connection>,
+}
+
+/// How to connect, and the connection once it is open.
+struct Connection {
+    client: Client,
+    config: ConnectionManagerConfig,
+    open: OnceCell<ConnectionManager>,
+}
+
+impl RedisStore {
+    /// Does not connect: the first command does, or [`RedisStore::connect_early`]. A Redis
+    /// outage at cold start therefore shows up as 503 answers, not as a function that fails to
+    /// initialize.
+    pub fn new(url: &Secret, timeout: Duration) -> Result<Self, StoreError> {
+        tls::install_default_provider();
+        let info = url
+            .expose()
+            .into_connection_info()
+            .map_err(|e| StoreError::Protocol(describe(&e)))?;
+        // The client would otherwise announce its name and version on every connect, one more
+        // round trip before a cold start's first read, for a label only `CLIENT LIST` shows.
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        // redis-rs leaves Nagle's algorithm on, unlike most Redis clients: a small write sent
+        // while an earlier one is unacknowledged (concurrent commands flushed apart) would wait
+        // a round trip for that ACK.
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let info = info.set_redis_settings(settings).set_tcp_settings(tcp);
+        let client = Client::open(info).map_err(|e| StoreError::Protocol(describe(&e)))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        Ok(Self {
+            connection: Arc::new(Connection {
+                client,
+                config,
+                open: OnceCell::new(),
+            }),
+        })
+    }
+
+    /// Starts connecting in the background, so that a cold start's connect overlaps with the
+    /// rest of start-up and the wait for the first event instead of following them. A failure
+    /// here changes nothing: the first command connects again, and answers 503 if it cannot.
+    pub fn connect_early(&self) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.connection().await {
+                tracing::debug!(%error, "early connect to Redis failed; the first command retries");
+            }
+        });
+    }
+
+    /// The connection, opened by whichever caller comes first; the others wait for it.
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let Connection { client, config, open } = &*self.connection;
+        open.get_or_try_init(|| ConnectionManager::new_with_config(client.clone(), config.clone()))
+            .await
+            .cloned()
+            .map_err(classify)
+    }
+}
+
+/// Redis error texts can echo parts of a command, and commands carry token records: keep only
+/// the kind of failure.
+fn describe(error: &RedisError) -> String {
+    let kind = match error.kind() {
+        ErrorKind::Io => "connection failed",
+        ErrorKind::AuthenticationFailed => "authentication failed",
+        ErrorKind::InvalidClientConfig => "invalid client configuration",
+        _ if error.is_timeout() => "timed out",
+        _ if error.is_connection_dropped() || error.is_connection_refusal() => "connection failed",
+        _ => "command failed",
+    };
+    format!("{kind} ({:?})", error.kind())
+}
+
+fn classify(error: RedisError) -> StoreError {
+    if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal() {
+        StoreError::Unavailable(describe(&error))
+    } else {
+        StoreError::Protocol(describe(&error))
+    }
+}
+
+impl Store for RedisStore {
+    async fn load(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let mut connection = self.connection().await?;
+        let (generation, data): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(key)
+            .arg("gen")
+            .arg("data")
+            .query_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        match (generation, data) {
+            (Some(generation), Some(data)) => Ok(Some(Versioned { generation, data })),
+            (None, None) => Ok(None),
+            _ => Err(StoreError::Protocol(format!("record {key} is incomplete"))),
+        }
+    }
+
+    async fn write(&self, key: &str, expect: Expect, data: &[u8], ttl: Ttl) -> Result<Option<u64>, StoreError> {
+        let mut connection = self.connection().await?;
+        let expected = match expect {
+            Expect::Any => String::new(),
+            Expect::Generation(generation) => generation.to_string(),
+        };
+        // A zero TTL would delete the key at once; a record that is already expired is better
+        // kept for a moment than lost, so round up to one millisecond.
+        let ttl_ms = ttl.map_or(0, |ttl| ttl.as_millis().max(1));
+        let reply: Value = WRITE_SCRIPT
+            .key(key)
+            .arg(expected)
+            .arg(data)
+            .arg(ttl_ms.to_string())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        match reply {
+            Value::Int(generation) => Ok(Some(generation as u64)),
+            Value::Nil => Ok(None),
+            other => Err(StoreError::Protocol(format!("unexpected write reply {other:?}"))),
+        }
+    }
+
+    async fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut connection = self.connection().await?;
+        let options = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .with_expiration(redis::SetExpiry::PX(ttl.as_millis().max(1) as u64));
+        let reply: Option<String> = connection.set_options(key, owner, options).await.map_err(classify)?;
+        Ok(reply.is_some())
+    }
+
+    async fn unlock(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection().await?;
+        let _: i64 = UNLOCK_SCRIPT
+            .key(key)
+            .arg(owner)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let mut connection = self.connection().await?;
+        let found: Option<(u64, Vec<u8>)> = TAKE_SCRIPT
+            .key(key)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        Ok(found.map(|(generation, data)| Versioned { generation, data }))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let mut connection = self.connection().await?;
+        let deleted: i64 = connection.del(key).await.map_err(classify)?;
+        Ok(deleted > 0)
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection().await?;
+        // SCAN, not KEYS: it does not block a shared server while it walks the keyspace.
+        let pattern = format!("{}*", escape_glob(prefix));
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut connection)
+                .await
+                .map_err(classify)?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key twice when the keyspace is rehashed mid-walk.
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+}
+
+/// A prefix as a literal inside a Redis glob pattern.
+fn escape_glob(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_turn_nagle_off_and_skip_the_client_name() {
+        let store = RedisStore::new(
+            &Secret::new("redis://127.0.0.1:6379/0".to_owned()),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let info = store.connection.client.get_connection_info();
+        assert!(info.tcp_settings().nodelay());
+        assert!(info.redis_settings().skip_set_lib_name());
+    }
+}

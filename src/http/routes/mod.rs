@@ -1,0 +1,187 @@
+//! The route table: every route the broker serves, with the methods it accepts, who may call it
+//! and its handler, which is named after the route. The opening every request goes through runs
+//! from the table ([`handle`]), for a Lambda function (one route each) and for local mode (all of
+//! them) alike: the method check, the query (or form) parse, the API key check. A handler starts
+//! where that ends, with a [`Call`].
+
+pub mod callback;
+pub mod login;
+pub mod revoke;
+pub mod token;
+pub mod verify;
+
+use std::{fmt, future::Future, pin::Pin};
+
+use lambda_http::{Body, Request, Response};
+
+use crate::{
+    base::store::Store,
+    http::{
+        error::BrokerError,
+        request::{self, Query},
+    },
+    oauth::app::App,
+};
+
+/// Who may call a route, and where their key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: the provider's redirect, which proves itself with the state.
+    Open,
+    /// An API key in a header; nothing of the route runs without a valid one.
+    Key,
+    /// A person's browser without a key (shown the login form), the key in the form it posts, or
+    /// the key in a header (for operators who want JSON).
+    KeyOrForm,
+}
+
+/// How a route's refusals are written, the opening's (a wrong method, an unreadable query) and
+/// its handler's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Errors {
+    /// JSON, for API clients.
+    Json,
+    /// An HTML page, unless the client prefers JSON: a person's browser arrives here.
+    Page,
+    /// An HTML page: the login form and what it posts.
+    Html,
+}
+
+/// What a handler gets once the opening is done.
+pub struct Call<'r> {
+    pub request: &'r Request,
+    /// The query string; for a posted form, its fields.
+    pub query: Query,
+    /// Whether a valid API key came with the request: always on [`Access::Key`] routes.
+    pub keyed: bool,
+}
+
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response<Body>, BrokerError>> + Send + 'a>>;
+type Handler<S> = for<'a> fn(&'a App<S>, Call<'a>) -> Answer<'a>;
+
+/// One row of the table.
+pub struct Route<S> {
+    path: &'static str,
+    /// As the `Allow` header lists them. HEAD is never offered: every route has side effects or
+    /// secrets.
+    methods: &'static str,
+    access: Access,
+    errors: Errors,
+    handler: Handler<S>,
+}
+
+/// The table. A row's handler is a closure so that the row can be a constant: a Lambda function
+/// names its one row and links only that route's code.
+#[rustfmt::skip]
+impl<S: Store> Route<S> {
+    pub const LOGIN: Self =    Self::row("/login",    "GET, POST", Access::KeyOrForm, Errors::Json, |a, c| Box::pin(login::login(a, c)));
+    pub const CALLBACK: Self = Self::row("/callback", "GET",       Access::Open,      Errors::Page, |a, c| Box::pin(callback::callback(a, c)));
+    pub const TOKEN: Self =    Self::row("/token",    "GET",       Access::Key,       Errors::Json, |a, c| Box::pin(token::token(a, c)));
+    pub const VERIFY: Self =   Self::row("/verify",   "GET",       Access::Key,       Errors::Json, |a, c| Box::pin(verify::verify(a, c)));
+    pub const REVOKE: Self =   Self::row("/revoke",   "POST",      Access::Key,       Errors::Json, |a, c| Box::pin(revoke::revoke(a, c)));
+}
+
+impl<S: Store> Route<S> {
+    const fn row(
+        path: &'static str,
+        methods: &'static str,
+        access: Access,
+        errors: Errors,
+        handler: Handler<S>,
+    ) -> Self {
+        Self {
+            path,
+            methods,
+            access,
+            errors,
+            handler,
+        }
+    }
+
+    /// Every route, in the order the banner and the not-found answer list them.
+    pub const ALL: [Self; 5] = [Self::LOGIN, Self::CALLBACK, Self::TOKEN, Self::VERIFY, Self::REVOKE];
+
+    pub fn from_path(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|route| route.path == path)
+    }
+
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+
+    pub fn methods(&self) -> &'static str {
+        self.methods
+    }
+
+    pub fn access(&self) -> Access {
+        self.access
+    }
+}
+
+impl<S> Clone for Route<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Route<S> {}
+
+/// A route is its path: no two rows share one.
+impl<S> PartialEq for Route<S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl<S> fmt::Debug for Route<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Route({})", self.path)
+    }
+}
+
+/// Answers every request: failures become error responses here or in the handler, so nothing
+/// escapes as an opaque Lambda error.
+pub async fn handle<S: Store>(app: &App<S>, route: Route<S>, request: Request) -> Response<Body> {
+    let answer = match open(app, &route, &request) {
+        Ok(call) => (route.handler)(app, call).await.map_err(|error| (error, route.errors)),
+        Err(refused) => Err(refused),
+    };
+    match answer {
+        Ok(response) => response,
+        Err((error, Errors::Page)) if !request::prefers_json(&request) => error.into_html(),
+        Err((error, Errors::Html)) => error.into_html(),
+        Err((error, _)) => error.into_json(),
+    }
+}
+
+/// The opening: what every route checks before its handler runs, as its row says. A refusal
+/// comes with how to write it.
+fn open<'r, S: Store>(app: &App<S>, route: &Route<S>, request: &'r Request) -> Result<Call<'r>, (BrokerError, Errors)> {
+    request::require_method(request, route.methods).map_err(|e| (e, route.errors))?;
+    let call = |query, keyed| Call { request, query, keyed };
+    match route.access {
+        Access::Open => Ok(call(Query::parse(request).map_err(|e| (e, route.errors))?, false)),
+        Access::Key => keyed(app, request)
+            .map(|query| call(query, true))
+            .map_err(|e| (e, Errors::Json)),
+        // The form's answer and the form are pages; the header-keyed variant is JSON.
+        Access::KeyOrForm if request.method() == "POST" => {
+            let form = Query::parse_form(request).map_err(|e| (e, Errors::Html))?;
+            let keyed = form
+                .get("api_key")
+                .is_some_and(|key| app.config.api_keys.matches(key.trim()));
+            Ok(call(form, keyed))
+        }
+        Access::KeyOrForm if request::has_key(request) || request::prefers_json(request) => keyed(app, request)
+            .map(|query| call(query, true))
+            .map_err(|e| (e, Errors::Json)),
+        Access::KeyOrForm => Ok(call(Query::parse(request).map_err(|e| (e, Errors::Html))?, false)),
+    }
+}
+
+/// The query of a request that must carry a valid key in a header (and none in the URL).
+fn keyed<S>(app: &App<S>, request: &Request) -> Result<Query, BrokerError> {
+    let query = Query::parse(request)?;
+    request::authenticate(request, &query, &app.config.api_keys)?;
+    Ok(query)
+}

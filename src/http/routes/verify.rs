@@ -1,0 +1,104 @@
+//! `GET /verify`: a connection's health for monitoring, without any token value.
+//!
+//! 200: both tokens valid. 202: the access token expired but the refresh token is valid (the
+//! next `/token` call refreshes). 404: no usable refresh token; a person must log in again.
+//! Without `?connection=`, the answer is the default connection's, and the body also lists every
+//! connection, so existing monitors keep working and operators see everything in one call.
+
+use lambda_http::{Body, Response, http::StatusCode};
+use serde_json::{Value, json};
+
+use crate::{
+    base::{connection, record::ConnectionRecord, store::Store},
+    http::{error::BrokerError, request, response, routes::Call},
+    oauth::app::App,
+};
+
+pub async fn verify<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response<Body>, BrokerError> {
+    let named = call.query.get("connection").is_some();
+    let connection = request::connection(&call.query)?;
+    if named {
+        let (status, body) = health(app, &connection).await?;
+        return Ok(response::json(status, &body));
+    }
+    // Both at once: on one multiplexed Redis connection the read and the listing share a round
+    // trip, and the listed default connection is not read a second time.
+    let (own, names) = tokio::join!(health(app, &connection), connection::list(&app.store, &app.keys));
+    let (status, mut body) = own?;
+    let mut all = Vec::new();
+    for name in names? {
+        // One unreadable connection must not blind the monitor to all the others.
+        let mut entry = if name == connection {
+            body.clone()
+        } else {
+            match health(app, &name).await {
+                Ok((_, entry)) => entry,
+                Err(error) => json!({"connection": name, "status": error.reply().error}),
+            }
+        };
+        if let Some(entry) = entry.as_object_mut() {
+            // The per-connection list says what state each is in; the error wording is for
+            // single-connection callers.
+            entry.remove("error");
+            entry.remove("error_description");
+        }
+        all.push(entry);
+    }
+    body["connections"] = Value::Array(all);
+    Ok(response::json(status, &body))
+}
+
+/// The status code and body `/verify` gives for one connection.
+pub async fn health<S: Store>(app: &App<S>, connection: &str) -> Result<(StatusCode, Value), BrokerError> {
+    let key = app.keys.tokens(connection);
+    let stored = app.store.load(&key).await?;
+    let record = stored.map(|s| app.open_record(&key, s.data)).transpose()?;
+    let now = app.clock.now();
+    let (status, mut body) = match record {
+        None => (
+            StatusCode::NOT_FOUND,
+            json!({
+                "error": "reauthorization_required",
+                "error_description": "no tokens are stored; a person must log in through the provider",
+                "status": "not_authorized",
+            }),
+        ),
+        Some(ConnectionRecord::ReauthorizationRequired { reason, since }) => (
+            StatusCode::NOT_FOUND,
+            json!({
+                "error": "reauthorization_required",
+                "error_description": format!("a person must log in again through the provider ({reason})"),
+                "status": "refresh_token_rejected",
+                "reason": reason,
+                "since": since,
+            }),
+        ),
+        Some(ConnectionRecord::Active(tokens)) => {
+            let access = tokens.access_valid_for(now);
+            let refresh = tokens.refresh_valid_for(now);
+            let (status, mut body) = if refresh <= 0 {
+                (
+                    StatusCode::NOT_FOUND,
+                    json!({
+                        "error": "reauthorization_required",
+                        "error_description": "the refresh token has expired; a person must log in again",
+                        "status": "refresh_token_expired",
+                    }),
+                )
+            } else if access <= 0 {
+                (StatusCode::ACCEPTED, json!({"status": "access_token_expired"}))
+            } else {
+                (StatusCode::OK, json!({"status": "valid"}))
+            };
+            body["access_token_expires_in"] = json!(access.max(0));
+            body["access_token_expires_at"] = json!(tokens.access_expires_at);
+            body["refresh_token_expires_in"] = json!(refresh.max(0));
+            body["refresh_token_expires_at"] = json!(tokens.refresh_expires_at);
+            body["issued_at"] = json!(tokens.issued_at);
+            body["scope"] = json!(tokens.scope);
+            (status, body)
+        }
+    };
+    body["connection"] = json!(connection);
+    Ok((status, body))
+}

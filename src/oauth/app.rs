@@ -1,0 +1,63 @@
+//! Everything a handler needs, built once per cold start and shared by every invocation.
+
+use std::sync::Arc;
+
+use crate::{
+    base::{
+        clock::Clock,
+        config::Config,
+        layout::Layout,
+        metrics::Metrics,
+        record::{ConnectionRecord, DecodeError},
+        sealing::Sealer,
+        secret::Fault,
+        store::Store,
+    },
+    oauth::provider::Provider,
+};
+
+pub struct App<S> {
+    pub config: Config,
+    pub store: S,
+    /// Where in the store everything lives, under `KEY_PREFIX`.
+    pub keys: Layout,
+    pub provider: Provider,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    /// Encryption at rest; passes records through unchanged without `TOKEN_ENCRYPTION_KEY`.
+    pub sealer: Sealer,
+}
+
+/// True inside AWS Lambda (the runtime sets these for every function).
+pub fn on_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() || std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+}
+
+impl<S: Store> App<S> {
+    pub fn new(config: Config, store: S, clock: Arc<dyn Clock>) -> Self {
+        let provider = Provider::new(&config);
+        // EMF lines become CloudWatch metrics on Lambda; in a terminal they would only be noise.
+        let metrics = if on_lambda() { Metrics::stdout() } else { Metrics::off() };
+        let sealer = Sealer::new(&config.encryption_keys);
+        let keys = Layout::new(&config.key_prefix);
+        Self {
+            config,
+            store,
+            keys,
+            provider,
+            clock,
+            metrics,
+            sealer,
+        }
+    }
+
+    /// A connection record as stored under `key`: encoded, and sealed when encryption is on.
+    pub fn seal_record(&self, key: &str, record: &ConnectionRecord) -> Result<Vec<u8>, Fault> {
+        self.sealer.seal(key, record.encode())
+    }
+
+    /// The connection record stored under `key`.
+    pub fn open_record(&self, key: &str, data: Vec<u8>) -> Result<ConnectionRecord, DecodeError> {
+        ConnectionRecord::decode(&self.sealer.open(key, data)?)
+    }
+}

@@ -1,0 +1,176 @@
+//! Keep-alive: refreshes every connection whose refresh token is about to lapse, so a connection
+//! that no client used for weeks does not die (Digi-Key's refresh tokens live 90 days). Runs on a
+//! schedule: the `keepalive` Lambda function (EventBridge), or a loop in local mode; both call
+//! [`run`], the one entry point of a pass.
+//!
+//! It refreshes through the same single-flight path as `/token`, so it never refreshes a
+//! connection that a client is refreshing at the same moment.
+
+use serde::Serialize;
+
+use crate::{
+    base::{connection, record::ConnectionRecord, store::Store, store::StoreError},
+    oauth::{app::App, error::FlowError, refresh},
+};
+
+/// What keep-alive did for one connection.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Refreshed,
+    /// The refresh token has longer left than `KEEPALIVE_WINDOW`.
+    NotDue,
+    /// Only a person logging in again can mend it.
+    ReauthorizationRequired,
+    /// Transient (provider or store); the next pass tries again.
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Refreshed => "refreshed",
+            Self::NotDue => "not_due",
+            Self::ReauthorizationRequired => "reauthorization_required",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Reads as the name it is reported under.
+impl PartialEq<&str> for Outcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConnectionReport {
+    pub connection: String,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expires_in: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl ConnectionReport {
+    fn new(connection: &str, outcome: Outcome, left: Option<i64>, detail: Option<String>) -> Self {
+        Self {
+            connection: connection.to_owned(),
+            outcome,
+            refresh_token_expires_in: left,
+            detail,
+        }
+    }
+
+    pub fn needs_a_person(&self) -> bool {
+        self.outcome == Outcome::ReauthorizationRequired
+    }
+}
+
+/// A whole pass, as the keep-alive function returns it and `serve keepalive` prints it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub connections: Vec<ConnectionReport>,
+}
+
+impl Report {
+    /// A connection failed or needs a person: what makes `serve keepalive` exit 1.
+    pub fn needs_attention(&self) -> bool {
+        self.connections
+            .iter()
+            .any(|r| !matches!(r.outcome, Outcome::Refreshed | Outcome::NotDue))
+    }
+}
+
+/// One pass over every connection. Fails only when the connections cannot be listed.
+pub async fn run<S: Store>(app: &App<S>) -> Result<Report, StoreError> {
+    let mut connections = Vec::new();
+    for name in connection::list(&app.store, &app.keys).await? {
+        let report = keep_alive(app, &name).await;
+        if let Some(left) = report.refresh_token_expires_in {
+            app.metrics.refresh_token_seconds_left(&name, left);
+        }
+        match report.outcome {
+            Outcome::ReauthorizationRequired => {
+                app.metrics.reauthorization_required(&name);
+                tracing::warn!(
+                    connection = name,
+                    detail = report.detail.as_deref().unwrap_or(""),
+                    "keep-alive: a person must log in again"
+                );
+            }
+            Outcome::Failed => tracing::warn!(
+                connection = name,
+                detail = report.detail.as_deref().unwrap_or(""),
+                "keep-alive: refresh failed; will try again next run"
+            ),
+            outcome => tracing::info!(
+                connection = name,
+                outcome = outcome.as_str(),
+                refresh_token_expires_in = report.refresh_token_expires_in,
+                "keep-alive"
+            ),
+        }
+        connections.push(report);
+    }
+    Ok(Report { connections })
+}
+
+async fn keep_alive<S: Store>(app: &App<S>, name: &str) -> ConnectionReport {
+    let failed = |error: FlowError| ConnectionReport::new(name, Outcome::Failed, None, Some(error.description()));
+    let needs_login =
+        |left, why: String| ConnectionReport::new(name, Outcome::ReauthorizationRequired, left, Some(why));
+    let key = app.keys.tokens(name);
+    let stored = match app.store.load(&key).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return needs_login(None, "no tokens stored".into()),
+        Err(error) => return failed(error.into()),
+    };
+    let tokens = match app.open_record(&key, stored.data) {
+        Ok(ConnectionRecord::Active(tokens)) => tokens,
+        Ok(ConnectionRecord::ReauthorizationRequired { reason, .. }) => return needs_login(None, reason),
+        Err(error) => return failed(error.into()),
+    };
+    let now = app.clock.now();
+    let left = tokens.refresh_valid_for(now);
+    if left <= 0 {
+        return needs_login(Some(0), "the refresh token has expired".into());
+    }
+    if left > app.config.keepalive_window.as_secs() as i64 {
+        return ConnectionReport::new(name, Outcome::NotDue, Some(left), None);
+    }
+    // Demand a pair other than the one inspected: a refresh by anyone since then satisfies it,
+    // so a concurrent `/token` refresh is not followed by a second one. (Every refresh issues a
+    // new access token; times cannot tell, two refreshes may fall in the same second.)
+    let seen = tokens.access_token;
+    let result = refresh::access_token(app, name, |stored| {
+        if stored.access_token != seen {
+            i64::MIN
+        } else {
+            i64::MAX
+        }
+    })
+    .await;
+    match result {
+        Ok(fresh) if fresh.access_token != seen => ConnectionReport::new(
+            name,
+            Outcome::Refreshed,
+            Some(fresh.refresh_valid_for(app.clock.now())),
+            None,
+        ),
+        // The refresh failed transiently and the old, still valid token came back.
+        Ok(_) => ConnectionReport::new(
+            name,
+            Outcome::Failed,
+            Some(left),
+            Some("the provider did not answer the refresh; stored tokens kept".into()),
+        ),
+        Err(FlowError::ReauthorizationRequired { reason }) => needs_login(None, reason),
+        Err(error) => ConnectionReport {
+            refresh_token_expires_in: Some(left),
+            ..failed(error)
+        },
+    }
+}

@@ -1,0 +1,9 @@
+//! The second layer: the OAuth 2.0 protocol over the base layer. The provider's token endpoint,
+//! starting a login, getting a fresh access token with one refresh in flight, keep-alive.
+
+pub mod app;
+pub mod authorization;
+pub mod error;
+pub mod keepalive;
+pub mod provider;
+pub mod refresh;

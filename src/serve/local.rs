@@ -1,0 +1,276 @@
+//! Local mode (`make serve`): every route served from one process on 127.0.0.1:9000 (`BIND`,
+//! `PORT`), through the very same route table as the Lambda functions, with the tokens in Redis
+//! when `REDIS_URL` is set, else in an embedded on-disk store; keep-alive runs every
+//! `KEEPALIVE_INTERVAL` seconds. A newcomer can run the broker without an AWS account or a Redis
+//! server.
+//!
+//! `serve keepalive` runs one keep-alive pass instead, prints its report as JSON and exits: 0 when
+//! every connection is fine, 1 when one needs a person or failed (for cron and systemd timers).
+
+use std::{net::SocketAddr, process::ExitCode, sync::Arc};
+
+use thiserror::Error;
+
+use crate::{
+    base::{
+        clock::SystemClock,
+        config::{Config, ConfigError, StoreConfig},
+        logging,
+        store::{AnyStore, EmbeddedStore, RedisStore, Store, StoreError},
+    },
+    http::routes::Route,
+    oauth::{
+        app::{App, on_lambda},
+        keepalive,
+    },
+    serve::{InitError, http1, require_shared_store},
+};
+
+/// Why local mode stopped. A person fixes the first kind (exit 2); the second is a failure
+/// while running (exit 1).
+#[derive(Debug, Error)]
+enum LocalError {
+    #[error("cannot read .env: {0}")]
+    DotEnv(String),
+    #[error("unknown command {0:?}; usage: serve [keepalive]")]
+    Usage(String),
+    #[error("{0} is invalid: {1:?} is not {2}")]
+    Address(&'static str, String, &'static str),
+    #[error(
+        "{0}\n\nSet them in the environment or in a .env file in this directory; .env.example lists and \
+         explains every variable (start with: cp .env.example .env)."
+    )]
+    Config(ConfigError),
+    #[error(transparent)]
+    Init(InitError),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{0}\n(Is another token-broker already running on this DATA_DIR?)")]
+    StoreInUse(StoreError),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Serve(std::io::Error),
+    #[error("keep-alive could not run: {0}")]
+    KeepaliveFailed(StoreError),
+    #[error("keep-alive: some connections need attention (see the report)")]
+    NeedsAttention,
+}
+
+impl LocalError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::DotEnv(_) | Self::Usage(_) | Self::Address(..) | Self::Config(_) => 2,
+            Self::Init(InitError::EmbeddedStoreOnLambda) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The `serve` binary.
+pub fn main() -> ExitCode {
+    match start() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("token-broker: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn start() -> Result<(), LocalError> {
+    // Before logging starts, so a log level set in .env applies. Only the working directory's
+    // .env: picking one up from a parent directory would surprise.
+    if let Err(error) = dotenvy::from_path(".env")
+        && !error.not_found()
+    {
+        return Err(LocalError::DotEnv(error.to_string()));
+    }
+    // Logs go to stderr: stdout carries the banner and the keep-alive report.
+    logging::init_with_writer(std::io::stderr());
+    let once = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("keepalive") => true,
+        Some(other) => return Err(LocalError::Usage(other.to_owned())),
+    };
+    let address = listen_address()?;
+    // Local mode knows its own callback URL; a provider that needs https or another host is
+    // configured with REDIRECT_URI explicitly.
+    let default_redirect = format!("http://localhost:{}/callback", address.port());
+    let config = Config::from_lookup(|name| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| (name == "REDIRECT_URI").then(|| default_redirect.clone()))
+    })
+    .map_err(LocalError::Config)?;
+    if on_lambda() {
+        require_shared_store(&config).map_err(LocalError::Init)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(LocalError::Runtime)?;
+    // The Redis client needs a running runtime to set up its connection task.
+    runtime.block_on(async move {
+        let store = open_store(&config)?;
+        let description = describe_store(&config.store);
+        let app = Arc::new(App::new(config, store, Arc::new(SystemClock)));
+        if once {
+            keepalive_once(&app).await
+        } else {
+            serve(app, address, &description).await
+        }
+    })
+}
+
+fn open_store(config: &Config) -> Result<AnyStore, LocalError> {
+    Ok(match &config.store {
+        StoreConfig::Redis { url } => {
+            AnyStore::Redis(RedisStore::new(url, config.redis_timeout).map_err(LocalError::Store)?)
+        }
+        StoreConfig::Embedded { dir } => AnyStore::Embedded(EmbeddedStore::open(dir).map_err(LocalError::StoreInUse)?),
+    })
+}
+
+async fn serve(app: Arc<App<AnyStore>>, address: SocketAddr, store: &str) -> Result<(), LocalError> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| LocalError::Listen(address, e))?;
+    let bound = listener.local_addr().unwrap_or(address);
+    println!("{}", banner(&app.config, bound, store));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let keepalive = tokio::spawn(keepalive_loop(app.clone(), stopped));
+    let served = http1::serve(app, listener, shutdown_signal()).await;
+    // A keep-alive pass under way finishes first: cutting a refresh off between the provider's
+    // answer and the store write would lose a rotated refresh token.
+    let _ = stop.send(true);
+    let _ = keepalive.await;
+    served.map_err(LocalError::Serve)?;
+    println!("token-broker stopped");
+    Ok(())
+}
+
+async fn keepalive_once<S: Store>(app: &App<S>) -> Result<(), LocalError> {
+    let report = keepalive::run(app).await.map_err(LocalError::KeepaliveFailed)?;
+    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    if report.needs_attention() {
+        return Err(LocalError::NeedsAttention);
+    }
+    Ok(())
+}
+
+/// Runs keep-alive every `KEEPALIVE_INTERVAL` (first at start: a machine that slept for days may
+/// be close to losing a connection) until `stop` turns true. A pass is never cut short.
+async fn keepalive_loop<S: Store + 'static>(app: Arc<App<S>>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = app.config.keepalive_interval;
+    if interval.is_zero() {
+        return;
+    }
+    loop {
+        if let Err(error) = keepalive::run(&app).await {
+            tracing::warn!(%error, "keep-alive could not run; will try again");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+fn listen_address() -> Result<SocketAddr, LocalError> {
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let port = std::env::var("PORT").unwrap_or_else(|_| "9000".to_owned());
+    let port: u16 = port
+        .trim()
+        .parse()
+        .map_err(|_| LocalError::Address("PORT", port.clone(), "a port number"))?;
+    let ip = bind
+        .trim()
+        .parse()
+        .map_err(|_| LocalError::Address("BIND", bind.clone(), "an IP address"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Ctrl-C or SIGTERM (what `docker stop`, systemd and `kill` send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// What a person needs on start: where each route is, what to register at the provider, and
+/// which store holds the tokens. Never a secret.
+fn banner(config: &Config, address: SocketAddr, store: &str) -> String {
+    let base = format!("http://{address}");
+    let mut lines = vec![format!("token-broker listening on {base}")];
+    for route in Route::<AnyStore>::ALL {
+        let what = match route.path() {
+            "/login" => "open in a browser to connect the account",
+            "/callback" => "the provider redirects the browser here after login",
+            "/token" => "clients fetch an access token (API key required)",
+            "/verify" => "monitoring: 200 / 202 / 404 (API key required)",
+            "/revoke" => "POST: revoke the tokens and forget them (API key required)",
+            _ => "",
+        };
+        lines.push(format!("  {base}{:<10} {what}", route.path()));
+    }
+    lines.push(format!(
+        "redirect URI to register at the provider: {}",
+        config.redirect_uri
+    ));
+    lines.push(format!("store: {store}"));
+    lines.join("\n")
+}
+
+/// The store as a person should see it: no password, no token.
+fn describe_store(config: &StoreConfig) -> String {
+    match config {
+        StoreConfig::Redis { url } => {
+            let place = reqwest::Url::parse(url.expose())
+                .ok()
+                .map(|u| {
+                    format!(
+                        "{}://{}:{}",
+                        u.scheme(),
+                        u.host_str().unwrap_or("?"),
+                        u.port().unwrap_or(6379)
+                    )
+                })
+                .unwrap_or_else(|| "(unparsable URL)".to_owned());
+            format!("Redis at {place}")
+        }
+        StoreConfig::Embedded { dir } => format!("embedded, {}", dir.join("tokens.redb").display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::secret::Secret;
+
+    #[test]
+    fn redis_description_hides_credentials() {
+        let config = StoreConfig::Redis {
+            url: Secret::new("rediss://default:hunter2@eu1.upstash.io:6380"),
+        };
+        let shown = describe_store(&config);
+        assert_eq!(shown, "Redis at rediss://eu1.upstash.io:6380");
+    }
+}
