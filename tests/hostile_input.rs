@@ -10,8 +10,12 @@
 mod common;
 
 use std::{
+    any::Any,
     collections::BTreeMap,
+    future::Future,
     panic::{self, AssertUnwindSafe},
+    pin::Pin,
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -20,13 +24,75 @@ use lambda_http::{
     Body, Request,
     http::{HeaderValue, Method},
 };
+use serde_json::Value;
 use token_broker::{
-    base::record::ConnectionRecord,
-    base::store::{Expect, RedisStore, Store, Versioned},
+    base::{
+        record::ConnectionRecord,
+        sealing::{Sealer, parse_key},
+        store::{Expect, RedisStore, Store, Versioned},
+    },
     http::routes::Route,
     oauth::keepalive,
+    serve::lambda::sanitize,
 };
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+
+// ---------------------------------------------------------------------------------------------
+// Tables of cases
+// ---------------------------------------------------------------------------------------------
+
+/// One named case's check, run by [`check_all`].
+type Check<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+fn case<'a>(name: impl Into<String>, check: impl Future<Output = ()> + 'a) -> (String, Check<'a>) {
+    (name.into(), Box::pin(check))
+}
+
+/// Runs every case in turn and fails once at the end, listing each case that failed with its
+/// message: one run shows everything that is broken, not only the first.
+async fn check_all<'a>(cases: impl IntoIterator<Item = (String, Check<'a>)>) {
+    let mut failed = Vec::new();
+    let mut run = 0;
+    for (name, check) in cases {
+        run += 1;
+        if let Err(message) = (CatchUnwind(check)).await {
+            failed.push(if message.contains(&name) {
+                message
+            } else {
+                format!("{name}: {message}")
+            });
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {run} cases failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+/// A check whose panic becomes `Err(message)`, so the cases after it still run.
+struct CatchUnwind<'a>(Check<'a>);
+
+impl Future for CatchUnwind<'_> {
+    type Output = Result<(), String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let check = &mut self.0;
+        match panic::catch_unwind(AssertUnwindSafe(|| check.as_mut().poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(payload) => Poll::Ready(Err(panic_message(payload))),
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
 
 // ---------------------------------------------------------------------------------------------
 // Set-up and expectations
@@ -41,9 +107,15 @@ async fn stocked() -> Harness {
         .await;
     h.seed_connection("lab-2", &tokens("access-l", "refresh-l", START + 1200, START + 86_400))
         .await;
+    provider_grants_and_revokes(&h, "access-new", "refresh-new").await;
+    h
+}
+
+/// The provider grants `access`/`refresh` to every token request and accepts every revocation.
+async fn provider_grants_and_revokes<S>(h: &Harness<S>, access: &str, refresh: &str) {
     provider_answers(
         &h.provider,
-        ResponseTemplate::new(200).set_body_json(grant_body("access-new", "refresh-new")),
+        ResponseTemplate::new(200).set_body_json(grant_body(access, refresh)),
     )
     .await;
     Mock::given(matchers::method("POST"))
@@ -51,7 +123,6 @@ async fn stocked() -> Harness {
         .respond_with(ResponseTemplate::new(200))
         .mount(&h.provider)
         .await;
-    h
 }
 
 /// Every record under the harness's prefix (tokens and login states), with its generation.
@@ -71,6 +142,18 @@ async fn snapshot<S: Store>(h: &Harness<S>) -> BTreeMap<String, Versioned> {
 
 async fn provider_calls<S>(h: &Harness<S>) -> usize {
     h.provider.received_requests().await.unwrap_or_default().len()
+}
+
+/// Writes `bytes` under `key` as they are, whatever the broker would make of them.
+async fn put_raw<S: Store>(h: &Harness<S>, key: &str, bytes: &[u8]) {
+    h.app.store.write(key, Expect::Any, bytes, None).await.unwrap().unwrap();
+}
+
+/// The one-time state a `/login` (JSON) issues.
+async fn one_time_state<S: Store>(h: &Harness<S>) -> String {
+    let login = h.call(Route::LOGIN, "login-json").await;
+    let url = reqwest::Url::parse(login.json()["authorization_url"].as_str().unwrap()).unwrap();
+    url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned()
 }
 
 /// An event from `events/`, changed as a hostile client would.
@@ -120,40 +203,33 @@ impl Req {
     }
 }
 
-/// A JSON error with the documented shape.
-#[track_caller]
-fn expect_json_error(label: &str, reply: &Reply, status: u16, error: &str) {
-    assert_eq!(reply.status, status, "{label}: {}", reply.body);
-    assert!(
-        reply
-            .header("content-type")
-            .unwrap_or("")
-            .starts_with("application/json"),
-        "{label}: not JSON: {:?}",
-        reply.header("content-type")
-    );
-    let body = reply.json();
-    assert_eq!(body["error"], error, "{label}: {body}");
-    assert!(
-        body["error_description"].as_str().is_some_and(|d| !d.is_empty()),
-        "{label}: {body}"
-    );
-}
-
-/// The HTML error page browsers get, naming the error code.
-#[track_caller]
-fn expect_html_error(label: &str, reply: &Reply, status: u16, error: &str) {
-    assert_eq!(reply.status, status, "{label}: {}", reply.body);
-    assert!(
-        reply.header("content-type").unwrap_or("").starts_with("text/html"),
-        "{label}: not HTML: {:?}",
-        reply.header("content-type")
-    );
-    assert!(
-        reply.body.contains(&format!("<code>{error}</code>")),
-        "{label}: page does not name {error}: {}",
-        reply.body
-    );
+/// What is wrong with `reply` as the error `status`/`error` in the form owed (the HTML page
+/// naming the code when `html`, else a JSON `{"error", "error_description"}` body), if anything.
+fn misshapen(reply: &Reply, html: bool, status: u16, error: &str) -> Option<String> {
+    let body: String = reply.body.chars().take(300).collect();
+    let content_type = reply.header("content-type");
+    if reply.status != status {
+        return Some(format!("answered HTTP {} {body}", reply.status));
+    }
+    if html {
+        if !content_type.unwrap_or("").starts_with("text/html") {
+            return Some(format!("not HTML: {content_type:?}"));
+        }
+        if !reply.body.contains(&format!("<code>{error}</code>")) {
+            return Some(format!("the page does not name {error}: {body}"));
+        }
+    } else {
+        if !content_type.unwrap_or("").starts_with("application/json") {
+            return Some(format!("not JSON: {content_type:?}"));
+        }
+        let shaped = serde_json::from_str::<Value>(&reply.body).is_ok_and(|body| {
+            body["error"] == error && body["error_description"].as_str().is_some_and(|d| !d.is_empty())
+        });
+        if !shaped {
+            return Some(format!("not error {error} with a description: {body}"));
+        }
+    }
+    None
 }
 
 /// Whether a route answers this event with HTML (browser-facing routes without JSON `Accept`).
@@ -161,42 +237,130 @@ fn html_expected(event: &str) -> bool {
     matches!(event, "callback" | "login" | "login-submit")
 }
 
+/// A JSON error with the documented shape.
 #[track_caller]
-fn expect_error(label: &str, event: &str, reply: &Reply, status: u16, error: &str) {
-    if html_expected(event) {
-        expect_html_error(label, reply, status, error);
-    } else {
-        expect_json_error(label, reply, status, error);
+fn expect_json_error(label: &str, reply: &Reply, status: u16, error: &str) {
+    if let Some(problem) = misshapen(reply, false, status, error) {
+        panic!("{label}: expected {status} {error}; {problem}");
     }
 }
 
-/// What is wrong with the answer to `request`, if anything: not `status`/`error` in the form
-/// the route owes (JSON, or the HTML page), a changed store, or a provider call.
-async fn violation(
-    h: &Harness,
-    label: &str,
+/// The error in the form the route owes `event`: JSON, or the HTML page naming the code.
+#[track_caller]
+fn expect_error(label: &str, event: &str, reply: &Reply, status: u16, error: &str) {
+    if let Some(problem) = misshapen(reply, html_expected(event), status, error) {
+        panic!("{label}: expected {status} {error}; {problem}");
+    }
+}
+
+/// A hostile request and the refusal it must get: `status` and `error` in the form the route
+/// owes (JSON, or the HTML page), nothing stored changed, no provider call, and no stored token
+/// in the answer.
+struct Refusal {
+    name: String,
     route: Route<RedisStore>,
-    event: &str,
     request: Req,
+    /// The HTML error page is owed, not JSON.
+    html: bool,
     status: u16,
-    error: &str,
-) -> Option<String> {
+    error: &'static str,
+    /// The exact `Allow` header owed (on a 405).
+    allow: Option<&'static str>,
+    /// Sent to a freshly stocked harness: a request that slipped through may have revoked.
+    fresh: bool,
+}
+
+impl Refusal {
+    /// `request`, made from `event`, refused with 400 `invalid_request`.
+    fn new(name: impl Into<String>, route: Route<RedisStore>, event: &str, request: Req) -> Self {
+        Self {
+            name: name.into(),
+            route,
+            request,
+            html: html_expected(event),
+            status: 400,
+            error: "invalid_request",
+            allow: None,
+            fresh: false,
+        }
+    }
+
+    /// `event` with `query` for its query string, refused with 400 `invalid_request`.
+    fn query(route: Route<RedisStore>, event: &str, query: &str) -> Self {
+        Self::new(
+            format!("{}?{query}", route.path()),
+            route,
+            event,
+            Req::event(event).query(query),
+        )
+    }
+
+    /// The login form posted with `body`, refused with the 400 page (and no state issued).
+    fn login_form(name: impl Into<String>, body: &[u8]) -> Self {
+        Self::new(
+            name,
+            Route::LOGIN,
+            "login-submit",
+            Req::event("login-submit").body(body),
+        )
+    }
+
+    fn answered(self, status: u16, error: &'static str) -> Self {
+        Self { status, error, ..self }
+    }
+
+    fn allow(self, allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..self
+        }
+    }
+
+    /// Owed as JSON whatever the event (the client asked for JSON).
+    fn in_json(self) -> Self {
+        Self { html: false, ..self }
+    }
+
+    fn fresh(self) -> Self {
+        Self { fresh: true, ..self }
+    }
+
+    /// This case as a check on `h` (or on a harness of its own).
+    fn on(self, h: &Harness) -> (String, Check<'_>) {
+        let name = self.name.clone();
+        (
+            name,
+            Box::pin(async move {
+                if self.fresh {
+                    refused_without_effect(&stocked().await, self).await;
+                } else {
+                    refused_without_effect(h, self).await;
+                }
+            }),
+        )
+    }
+}
+
+/// Sends the case's request and fails naming every way the outcome differs from the refusal.
+async fn refused_without_effect(h: &Harness, case: Refusal) {
     let before = snapshot(h).await;
     let calls = provider_calls(h).await;
-    let reply = h.call_request(route, request.0).await;
+    let reply = h.call_request(case.route, case.request.0).await;
     let mut problems = Vec::new();
-    let content_type = reply.header("content-type").unwrap_or("");
-    let shaped = if html_expected(event) {
-        content_type.starts_with("text/html") && reply.body.contains(&format!("<code>{error}</code>"))
-    } else {
-        content_type.starts_with("application/json")
-            && serde_json::from_str::<serde_json::Value>(&reply.body).is_ok_and(|body| {
-                body["error"] == error && body["error_description"].as_str().is_some_and(|d| !d.is_empty())
-            })
-    };
-    if reply.status != status || !shaped {
-        let body: String = reply.body.chars().take(200).collect();
-        problems.push(format!("answered HTTP {} {body}", reply.status));
+    problems.extend(misshapen(&reply, case.html, case.status, case.error));
+    // Every 401 carries a bearer challenge (RFC 6750 §3).
+    if case.status == 401
+        && !reply
+            .header("www-authenticate")
+            .is_some_and(|c| c.starts_with("Bearer realm="))
+    {
+        problems.push(format!("WWW-Authenticate: {:?}", reply.header("www-authenticate")));
+    }
+    if case.allow.is_some() && reply.header("allow") != case.allow {
+        problems.push(format!("Allow: {:?}", reply.header("allow")));
+    }
+    if reply.body.contains("access-0") {
+        problems.push("the answer holds the stored access token".to_owned());
     }
     if snapshot(h).await != before {
         problems.push("the store changed".to_owned());
@@ -204,33 +368,19 @@ async fn violation(
     if provider_calls(h).await != calls {
         problems.push("the provider was called".to_owned());
     }
-    (!problems.is_empty()).then(|| format!("{label}: expected {status} {error}; {}", problems.join("; ")))
-}
-
-/// Calls `route` with `request` and checks that the answer is `status`/`error` and that neither
-/// the store nor the provider saw anything of it.
-async fn refused_without_effect(
-    h: &Harness,
-    label: &str,
-    route: Route<RedisStore>,
-    event: &str,
-    request: Req,
-    status: u16,
-    error: &str,
-) {
-    if let Some(violation) = violation(h, label, route, event, request, status, error).await {
-        panic!("{violation}");
-    }
-}
-
-/// Fails listing every violation found.
-fn assert_no_violations(found: &[String]) {
     assert!(
-        found.is_empty(),
-        "{} cases not refused cleanly:\n{}",
-        found.len(),
-        found.join("\n")
+        problems.is_empty(),
+        "{}: expected {} {}; {}",
+        case.name,
+        case.status,
+        case.error,
+        problems.join("; ")
     );
+}
+
+/// Every case refused without effect, on `h` unless it asks for a harness of its own.
+async fn all_refused(h: &Harness, cases: Vec<Refusal>) {
+    check_all(cases.into_iter().map(|case| case.on(h))).await;
 }
 
 /// The events that reach each route's main path with valid credentials.
@@ -242,6 +392,14 @@ const QUERY_ROUTES: [(Route<RedisStore>, &str); 7] = [
     (Route::TOKEN, "token"),
     (Route::VERIFY, "verify"),
     (Route::REVOKE, "revoke"),
+];
+
+/// The routes that take the API key in a header.
+const KEYED: [(Route<RedisStore>, &str); 4] = [
+    (Route::TOKEN, "token"),
+    (Route::VERIFY, "verify"),
+    (Route::REVOKE, "revoke"),
+    (Route::LOGIN, "login-json"),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -262,23 +420,24 @@ async fn every_route_refuses_other_methods_with_405_and_allow() {
     let methods = [
         "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "get", "post",
     ];
-    let mut refused = 0;
+    let mut cases = Vec::new();
     for (route, event, allow) in routes {
-        for method in methods {
-            if allow.split(", ").any(|m| m == method) {
-                continue;
-            }
-            let label = format!("{method} {}", route.path());
-            let before = snapshot(&h).await;
-            let reply = h.call_request(route, Req::event(event).method(method).0).await;
-            expect_error(&label, event, &reply, 405, "method_not_allowed");
-            assert_eq!(reply.header("allow"), Some(allow), "{label}");
-            assert_eq!(snapshot(&h).await, before, "{label}: the store changed");
-            refused += 1;
+        for method in methods.into_iter().filter(|m| !allow.split(", ").any(|a| a == *m)) {
+            cases.push(
+                Refusal::new(
+                    format!("{method} {}", route.path()),
+                    route,
+                    event,
+                    Req::event(event).method(method),
+                )
+                .answered(405, "method_not_allowed")
+                .allow(allow),
+            );
         }
     }
+    assert!(cases.len() >= 55, "{}", cases.len());
+    all_refused(&h, cases).await;
     assert_eq!(provider_calls(&h).await, 0);
-    assert!(refused >= 55, "{refused}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,19 +448,15 @@ async fn every_route_refuses_other_methods_with_405_and_allow() {
 async fn query_strings_over_4_kib_are_400_on_every_route() {
     let h = stocked().await;
     let long = format!("connection=default&pad={}", "a".repeat(5000));
-    for (route, event) in QUERY_ROUTES {
-        let label = format!("{} with a 5 KB query", route.path());
-        refused_without_effect(
-            &h,
-            &label,
+    let cases = QUERY_ROUTES.map(|(route, event)| {
+        Refusal::new(
+            format!("{} with a 5 KB query", route.path()),
             route,
             event,
             Req::event(event).query(&long),
-            400,
-            "invalid_request",
         )
-        .await;
-    }
+    });
+    all_refused(&h, cases.into()).await;
 }
 
 #[tokio::test]
@@ -316,12 +471,7 @@ async fn the_query_limit_is_exactly_4096_bytes() {
     let over = format!("{at_limit}a");
     refused_without_effect(
         &h,
-        "4097 bytes",
-        Route::TOKEN,
-        "token",
-        Req::event("token").query(&over),
-        400,
-        "invalid_request",
+        Refusal::new("4097 bytes", Route::TOKEN, "token", Req::event("token").query(&over)),
     )
     .await;
 }
@@ -329,57 +479,40 @@ async fn the_query_limit_is_exactly_4096_bytes() {
 #[tokio::test]
 async fn repeated_parameters_are_400_and_nothing_happens() {
     let h = stocked().await;
-    let cases: [(Route<RedisStore>, &str, &str); 11] = [
-        (Route::TOKEN, "token", "connection=default&connection=default"),
-        (Route::TOKEN, "token", "connection=default&connection"),
-        (Route::TOKEN, "token", "min_ttl=1&min_ttl=2"),
-        (Route::VERIFY, "verify", "connection=default&connection=lab-2"),
+    let cases = vec![
+        Refusal::query(Route::TOKEN, "token", "connection=default&connection=default"),
+        Refusal::query(Route::TOKEN, "token", "connection=default&connection"),
+        Refusal::query(Route::TOKEN, "token", "min_ttl=1&min_ttl=2"),
+        Refusal::query(Route::VERIFY, "verify", "connection=default&connection=lab-2"),
         // Which of the two would a proxy have seen? Neither revokes.
-        (Route::REVOKE, "revoke", "force=false&force=true"),
-        (Route::REVOKE, "revoke", "connection=lab-2&connection=default"),
-        (Route::CALLBACK, "callback", "code=a&code=a&state=test-oauth-state"),
-        (
+        Refusal::query(Route::REVOKE, "revoke", "force=false&force=true"),
+        Refusal::query(Route::REVOKE, "revoke", "connection=lab-2&connection=default"),
+        Refusal::query(Route::CALLBACK, "callback", "code=a&code=a&state=test-oauth-state"),
+        Refusal::query(
             Route::CALLBACK,
             "callback-json",
             "code=a&state=test-oauth-state&state=test-oauth-state",
         ),
-        (
+        Refusal::query(
             Route::CALLBACK,
             "callback-json",
             "code=a&state=forged&state=test-oauth-state",
         ),
-        (Route::LOGIN, "login", "connection=a&connection=a"),
-        (Route::LOGIN, "login-json", "connection=a&connection=b"),
+        Refusal::query(Route::LOGIN, "login", "connection=a&connection=a"),
+        Refusal::query(Route::LOGIN, "login-json", "connection=a&connection=b"),
+        // The login form, whose body follows the same rules: no state may be issued.
+        Refusal::login_form(
+            "POST /login api_key twice",
+            b"api_key=test-api-key&api_key=test-api-key",
+        ),
     ];
-    for (route, event, query) in cases {
-        let label = format!("{}?{query}", route.path());
-        refused_without_effect(
-            &h,
-            &label,
-            route,
-            event,
-            Req::event(event).query(query),
-            400,
-            "invalid_request",
-        )
-        .await;
-    }
-    // The login form, whose body follows the same rules: no state may be issued.
-    refused_without_effect(
-        &h,
-        "POST /login api_key twice",
-        Route::LOGIN,
-        "login-submit",
-        Req::event("login-submit").body(b"api_key=test-api-key&api_key=test-api-key"),
-        400,
-        "invalid_request",
-    )
-    .await;
+    all_refused(&h, cases).await;
 }
 
 #[tokio::test]
 async fn percent_encoded_bytes_that_are_not_utf8_are_400_on_every_route() {
     let h = stocked().await;
+    let mut cases = Vec::new();
     // Invalid start bytes, a cut sequence, an overlong '/', a UTF-16 surrogate.
     for bad in ["%FF%FE", "%C3%28", "%C0%AF", "%ED%A0%80", "%E2%82"] {
         for (route, event) in QUERY_ROUTES {
@@ -388,91 +521,48 @@ async fn percent_encoded_bytes_that_are_not_utf8_are_400_on_every_route() {
             } else {
                 format!("connection=default&x={bad}")
             };
-            let label = format!("{}?{query}", route.path());
-            refused_without_effect(
-                &h,
-                &label,
-                route,
-                event,
-                Req::event(event).query(&query),
-                400,
-                "invalid_request",
-            )
-            .await;
+            cases.push(Refusal::query(route, event, &query));
         }
-        refused_without_effect(
-            &h,
-            &format!("POST /login api_key={bad}"),
-            Route::LOGIN,
-            "login-submit",
-            Req::event("login-submit").body(format!("api_key={bad}").as_bytes()),
-            400,
-            "invalid_request",
-        )
-        .await;
+        cases.push(Refusal::login_form(
+            format!("POST /login api_key={bad}"),
+            format!("api_key={bad}").as_bytes(),
+        ));
     }
-    refused_without_effect(
-        &h,
+    cases.push(Refusal::login_form(
         "POST /login with raw non-UTF-8 bytes",
-        Route::LOGIN,
-        "login-submit",
-        Req::event("login-submit").body(b"api_key=test-api-key&x=\xff\xfe"),
-        400,
-        "invalid_request",
-    )
-    .await;
+        b"api_key=test-api-key&x=\xff\xfe",
+    ));
+    all_refused(&h, cases).await;
 }
 
 #[tokio::test]
 async fn non_utf8_is_refused_even_beside_a_literal_replacement_character() {
-    let mut found = Vec::new();
     let h = stocked().await;
     // API Gateway passes raw non-ASCII query bytes through (lambda_http accepts them).
-    let query = "x=\u{FFFD}&code=%FF%FE&state=test-oauth-state";
-    found.extend(
-        violation(
-            &h,
-            query,
+    let cases = vec![
+        Refusal::query(
             Route::CALLBACK,
             "callback-json",
-            Req::event("callback-json").query(query),
-            400,
-            "invalid_request",
-        )
-        .await,
-    );
-    let query = "x=\u{FFFD}&connection=default&force=true&y=%FF";
-    found.extend(
-        violation(
-            &h,
-            query,
+            "x=\u{FFFD}&code=%FF%FE&state=test-oauth-state",
+        ),
+        Refusal::query(
             Route::REVOKE,
             "revoke",
-            Req::event("revoke").query(query),
-            400,
-            "invalid_request",
-        )
-        .await,
-    );
-    assert_no_violations(&found);
+            "x=\u{FFFD}&connection=default&force=true&y=%FF",
+        ),
+    ];
+    all_refused(&h, cases).await;
 }
 
 #[tokio::test]
 async fn invalid_percent_encoding_is_400_invalid_request() {
-    let mut found = Vec::new();
     let h = stocked().await;
-    found.extend(
-        violation(
-            &h,
-            "events/hostile-callback-invalid-percent.json",
-            Route::CALLBACK,
-            "callback-json",
-            Req::event("hostile-callback-invalid-percent"),
-            400,
-            "invalid_request",
-        )
-        .await,
-    );
+    let mut cases = vec![Refusal::new(
+        "events/hostile-callback-invalid-percent.json",
+        Route::CALLBACK,
+        "callback-json",
+        Req::event("hostile-callback-invalid-percent"),
+    )];
     for bad in ["%ZZ", "%4", "%", "%%", "%G0", "%+1"] {
         for (route, event, query) in [
             (Route::TOKEN, "token", format!("x={bad}")),
@@ -491,99 +581,61 @@ async fn invalid_percent_encoding_is_400_invalid_request() {
             ),
             (Route::LOGIN, "login-json", format!("x={bad}")),
         ] {
-            let label = format!("{}?{query}", route.path());
-            // A fresh set-up each time: a request that slipped through may have revoked.
-            let h = stocked().await;
-            found.extend(
-                violation(
-                    &h,
-                    &label,
-                    route,
-                    event,
-                    Req::event(event).query(&query),
-                    400,
-                    "invalid_request",
-                )
-                .await,
-            );
+            cases.push(Refusal::query(route, event, &query).fresh());
         }
-        found.extend(
-            violation(
-                &h,
-                &format!("POST /login api_key=test-api-key&x={bad}"),
-                Route::LOGIN,
-                "login-submit",
-                Req::event("login-submit").body(format!("api_key=test-api-key&x={bad}").as_bytes()),
-                400,
-                "invalid_request",
-            )
-            .await,
-        );
+        let body = format!("api_key=test-api-key&x={bad}");
+        cases.push(Refusal::login_form(format!("POST /login {body}"), body.as_bytes()));
     }
-    assert_no_violations(&found);
+    all_refused(&h, cases).await;
 }
 
 #[tokio::test]
 async fn nul_bytes_in_parameters_are_refused_where_they_would_matter() {
     let h = stocked().await;
-    for (route, event, query, status, error) in [
-        (Route::TOKEN, "token", "connection=default%00", 400, "invalid_request"),
-        (Route::TOKEN, "token", "min_ttl=5%00", 400, "invalid_request"),
-        (Route::VERIFY, "verify", "connection=%00", 400, "invalid_request"),
-        (Route::REVOKE, "revoke", "force=true%00", 400, "invalid_request"),
-        (Route::REVOKE, "revoke", "connection=default%00", 400, "invalid_request"),
-        (Route::LOGIN, "login-json", "connection=lab%002", 400, "invalid_request"),
+    let cases = [
+        (Route::TOKEN, "token", "connection=default%00"),
+        (Route::TOKEN, "token", "min_ttl=5%00"),
+        (Route::VERIFY, "verify", "connection=%00"),
+        (Route::REVOKE, "revoke", "force=true%00"),
+        (Route::REVOKE, "revoke", "connection=default%00"),
+        (Route::LOGIN, "login-json", "connection=lab%002"),
         // Control characters are refused by the query parser, before any state is looked at.
-        (
-            Route::CALLBACK,
-            "callback",
-            "code=c&state=test-oauth-state%00",
-            400,
-            "invalid_request",
-        ),
-        (
-            Route::CALLBACK,
-            "callback-json",
-            "code=c&state=%00",
-            400,
-            "invalid_request",
-        ),
-    ] {
-        let label = format!("{}?{query}", route.path());
-        refused_without_effect(&h, &label, route, event, Req::event(event).query(query), status, error).await;
-    }
+        (Route::CALLBACK, "callback", "code=c&state=test-oauth-state%00"),
+        (Route::CALLBACK, "callback-json", "code=c&state=%00"),
+    ];
+    all_refused(
+        &h,
+        cases
+            .into_iter()
+            .map(|(route, event, query)| Refusal::query(route, event, query))
+            .collect(),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_code_with_control_characters_is_refused_without_calling_the_provider() {
-    let mut found = Vec::new();
     let h = stocked().await;
-    for query in [
+    let cases = [
         "code=AB%00CD&state=test-oauth-state",
         "code=AB%0D%0ACD&state=test-oauth-state",
         "code=AB%7FCD&state=test-oauth-state",
-    ] {
-        found.extend(
-            violation(
-                &h,
-                query,
-                Route::CALLBACK,
-                "callback-json",
-                Req::event("callback-json").query(query),
-                400,
-                "invalid_request",
-            )
-            .await,
-        );
-    }
-    assert_no_violations(&found);
+    ];
+    all_refused(
+        &h,
+        cases
+            .into_iter()
+            .map(|query| Refusal::query(Route::CALLBACK, "callback-json", query))
+            .collect(),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn hostile_connection_names_min_ttls_and_force_values_are_400() {
     let h = stocked().await;
-    let long_name = format!("connection={}", "x".repeat(65));
-    let mut cases: Vec<(Route<RedisStore>, &str, String)> = Vec::new();
+    let long_name = "x".repeat(65);
+    let mut cases = Vec::new();
     for name in [
         "",
         "..%2Fdefault",
@@ -593,15 +645,10 @@ async fn hostile_connection_names_min_ttls_and_force_values_are_400() {
         "*",
         "default:tokens",
         "default%2F..",
-        &long_name[11..],
+        &long_name,
     ] {
-        for (route, event) in [
-            (Route::TOKEN, "token"),
-            (Route::VERIFY, "verify"),
-            (Route::REVOKE, "revoke"),
-            (Route::LOGIN, "login-json"),
-        ] {
-            cases.push((route, event, format!("connection={name}")));
+        for (route, event) in KEYED {
+            cases.push(Refusal::query(route, event, &format!("connection={name}")));
         }
     }
     for min_ttl in [
@@ -616,35 +663,17 @@ async fn hostile_connection_names_min_ttls_and_force_values_are_400() {
         "NaN",
         "1.5",
     ] {
-        cases.push((Route::TOKEN, "token", format!("min_ttl={min_ttl}")));
+        cases.push(Refusal::query(Route::TOKEN, "token", &format!("min_ttl={min_ttl}")));
     }
     for force in ["TRUE", "1", "yes", "", "true%20", "on"] {
-        cases.push((Route::REVOKE, "revoke", format!("force={force}")));
-    }
-    for (route, event, query) in cases {
-        let label = format!("{}?{query}", route.path());
-        refused_without_effect(
-            &h,
-            &label,
-            route,
-            event,
-            Req::event(event).query(&query),
-            400,
-            "invalid_request",
-        )
-        .await;
+        cases.push(Refusal::query(Route::REVOKE, "revoke", &format!("force={force}")));
     }
     // The login form refuses a bad connection before it looks at the key: no state is issued.
-    refused_without_effect(
-        &h,
+    cases.push(Refusal::login_form(
         "POST /login connection=../x",
-        Route::LOGIN,
-        "login-submit",
-        Req::event("login-submit").body(b"api_key=test-api-key&connection=..%2Fx"),
-        400,
-        "invalid_request",
-    )
-    .await;
+        b"api_key=test-api-key&connection=..%2Fx",
+    ));
+    all_refused(&h, cases).await;
 }
 
 #[tokio::test]
@@ -652,62 +681,45 @@ async fn hostile_login_form_posts_are_refused_with_the_html_page_and_issue_no_st
     let h = stocked().await;
     let oversized = format!("api_key=test-api-key&pad={}", "a".repeat(5000));
     let long_type = format!("application/{}", "x".repeat(65536));
-    for (label, request, status, error) in [
-        (
+    let form = |name: &str, request: Req| Refusal::new(name, Route::LOGIN, "login-submit", request);
+    let cases = vec![
+        form(
             "text/plain body",
             Req::event("login-submit").header("content-type", b"text/plain"),
-            400,
-            "invalid_request",
         ),
-        (
+        form(
             "JSON body",
             Req::event("login-submit")
                 .header("content-type", b"application/json")
                 .body(br#"{"api_key":"test-api-key"}"#),
-            400,
-            "invalid_request",
         ),
-        (
-            "no content type",
-            Req::event("login-submit").without("content-type"),
-            400,
-            "invalid_request",
-        ),
-        (
-            "5 KB body",
-            Req::event("login-submit").body(oversized.as_bytes()),
-            400,
-            "invalid_request",
-        ),
-        (
+        form("no content type", Req::event("login-submit").without("content-type")),
+        form("5 KB body", Req::event("login-submit").body(oversized.as_bytes())),
+        form(
             "64 KiB media type",
             Req::event("login-submit").header("content-type", long_type.as_bytes()),
-            400,
-            "invalid_request",
         ),
-    ] {
-        refused_without_effect(&h, label, Route::LOGIN, "login-submit", request, status, error).await;
-    }
+        // The right key with a NUL appended is not a key at all: the form itself is refused.
+        Refusal::login_form("the right key with a NUL appended", b"api_key=test-api-key%00"),
+    ];
+    all_refused(&h, cases).await;
     // A wrong key gets the form again, still without a state.
-    // The right key with a NUL appended is not a key at all: the form itself is refused.
-    let before = snapshot(&h).await;
-    let reply = h
-        .call_request(
-            Route::LOGIN,
-            Req::event("login-submit").body(b"api_key=test-api-key%00").0,
-        )
-        .await;
-    assert_eq!(reply.status, 400, "{}", reply.body);
-    assert_eq!(snapshot(&h).await, before);
-    for body in [&b"api_key="[..], b"", b"api_key=TEST-API-KEY", b"api_key"] {
-        let before = snapshot(&h).await;
-        let reply = h
-            .call_request(Route::LOGIN, Req::event("login-submit").body(body).0)
-            .await;
-        assert_eq!(reply.status, 401, "{:?}: {}", String::from_utf8_lossy(body), reply.body);
-        assert!(reply.body.contains("<form"));
-        assert_eq!(snapshot(&h).await, before);
-    }
+    let wrong_keys = [&b"api_key="[..], b"", b"api_key=TEST-API-KEY", b"api_key"];
+    let shared = &h;
+    check_all(wrong_keys.map(|body| {
+        let name = format!("{:?}", String::from_utf8_lossy(body));
+        case(name.clone(), async move {
+            let h = shared;
+            let before = snapshot(h).await;
+            let reply = h
+                .call_request(Route::LOGIN, Req::event("login-submit").body(body).0)
+                .await;
+            assert_eq!(reply.status, 401, "{name}: {}", reply.body);
+            assert!(reply.body.contains("<form"), "{name}: no form");
+            assert_eq!(snapshot(h).await, before, "{name}: the store changed");
+        })
+    }))
+    .await;
     assert_eq!(provider_calls(&h).await, 0);
 }
 
@@ -717,58 +729,53 @@ async fn hostile_event_fixtures_get_their_documented_answers() {
     // API Gateway may base64-encode a form post; decoded, it is the same login.
     let reply = h.call(Route::LOGIN, "hostile-login-submit-base64").await;
     assert_eq!(reply.status, 302, "{}", reply.body);
-    refused_without_effect(
-        &h,
-        "events/hostile-login-submit-binary.json",
-        Route::LOGIN,
-        "login-submit",
-        Req::event("hostile-login-submit-binary"),
-        400,
-        "invalid_request",
-    )
-    .await;
-    refused_without_effect(
-        &h,
-        "events/hostile-revoke-repeated-force.json",
-        Route::REVOKE,
-        "revoke",
-        Req::event("hostile-revoke-repeated-force"),
-        400,
-        "invalid_request",
-    )
-    .await;
+    let cases = vec![
+        Refusal::new(
+            "events/hostile-login-submit-binary.json",
+            Route::LOGIN,
+            "login-submit",
+            Req::event("hostile-login-submit-binary"),
+        ),
+        Refusal::new(
+            "events/hostile-revoke-repeated-force.json",
+            Route::REVOKE,
+            "revoke",
+            Req::event("hostile-revoke-repeated-force"),
+        ),
+    ];
+    all_refused(&h, cases).await;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Headers and API keys
 // ---------------------------------------------------------------------------------------------
 
-/// The routes that take the API key in a header.
-const KEYED: [(Route<RedisStore>, &str); 4] = [
-    (Route::TOKEN, "token"),
-    (Route::VERIFY, "verify"),
-    (Route::REVOKE, "revoke"),
-    (Route::LOGIN, "login-json"),
-];
+/// The event's own key taken out and `header: value` put in, on every keyed route: 401
+/// `unauthorized` with a bearer challenge, no stored token in the answer, and no effect.
+fn unauthorized(label: &str, header: &'static str, value: &[u8]) -> Vec<Refusal> {
+    KEYED
+        .iter()
+        .map(|&(route, event)| {
+            Refusal::new(
+                format!("{label} on {}", route.path()),
+                route,
+                event,
+                Req::event(event).without("authorization").header(header, value),
+            )
+            .answered(401, "unauthorized")
+        })
+        .collect()
+}
 
-async fn unauthorized_without_effect(h: &Harness, label: &str, build: impl Fn(Req) -> Req) {
-    for (route, event) in KEYED {
-        let request = build(Req::event(event).without("authorization"));
-        let label = format!("{label} on {}", route.path());
-        let before = snapshot(h).await;
-        let calls = provider_calls(h).await;
-        let reply = h.call_request(route, request.0).await;
-        expect_json_error(&label, &reply, 401, "unauthorized");
-        assert!(
-            reply
-                .header("www-authenticate")
-                .is_some_and(|c| c.starts_with("Bearer realm=")),
-            "{label}"
-        );
-        assert!(!reply.body.contains("access-0"), "{label}");
-        assert_eq!(snapshot(h).await, before, "{label}: the store changed");
-        assert_eq!(provider_calls(h).await, calls, "{label}: the provider was called");
-    }
+/// `key` presented both ways, in X-API-Key and as a bearer key; `shown` names it.
+fn unauthorized_key(shown: &str, key: &[u8]) -> Vec<Refusal> {
+    let mut cases = unauthorized(&format!("X-API-Key {shown}"), "x-api-key", key);
+    cases.extend(unauthorized(
+        &format!("Bearer {shown}"),
+        "authorization",
+        &[&b"Bearer "[..], key].concat(),
+    ));
+    cases
 }
 
 #[tokio::test]
@@ -776,28 +783,31 @@ async fn very_long_header_values_are_401_not_a_crash() {
     let h = stocked().await;
     let huge = vec![b'a'; 64 * 1024];
     let bearer_huge = [&b"Bearer "[..], &huge].concat();
-    unauthorized_without_effect(&h, "64 KiB X-API-Key", |r| r.header("x-api-key", &huge)).await;
-    unauthorized_without_effect(&h, "64 KiB bearer key", |r| r.header("authorization", &bearer_huge)).await;
-    unauthorized_without_effect(&h, "64 KiB Authorization", |r| r.header("authorization", &huge)).await;
+    let mut cases = unauthorized("64 KiB X-API-Key", "x-api-key", &huge);
+    cases.extend(unauthorized("64 KiB bearer key", "authorization", &bearer_huge));
+    cases.extend(unauthorized("64 KiB Authorization", "authorization", &huge));
     // A 64 KiB Accept header on the browser route: still a clear answer (a forged state here).
     let accept = "application/json;q=0.5,".repeat(3000);
-    let reply = h
-        .call_request(
+    cases.push(
+        Refusal::new(
+            "64 KiB Accept",
             Route::CALLBACK,
+            "callback",
             Req::event("callback")
                 .query("code=c&state=forged")
-                .header("accept", accept.as_bytes())
-                .0,
+                .header("accept", accept.as_bytes()),
         )
-        .await;
-    expect_json_error("64 KiB Accept", &reply, 403, "invalid_state");
+        .answered(403, "invalid_state")
+        .in_json(),
+    );
+    all_refused(&h, cases).await;
 }
 
 #[tokio::test]
 async fn api_keys_of_the_wrong_length_or_spelling_are_401() {
     let h = stocked().await;
     let ten_kib = "k".repeat(10 * 1024);
-    for key in [
+    let keys = [
         "",
         "t",
         ten_kib.as_str(),
@@ -808,22 +818,18 @@ async fn api_keys_of_the_wrong_length_or_spelling_are_401() {
         "test-api -key",
         "test-api-key;",
         "\"test-api-key\"",
-    ] {
-        unauthorized_without_effect(&h, &format!("X-API-Key {key:.20?}"), |r| {
-            r.header("x-api-key", key.as_bytes())
-        })
-        .await;
-        unauthorized_without_effect(&h, &format!("Bearer {key:.20?}"), |r| {
-            r.header("authorization", format!("Bearer {key}").as_bytes())
-        })
-        .await;
-    }
+    ];
+    let cases = keys
+        .iter()
+        .flat_map(|key| unauthorized_key(&format!("{key:.20?}"), key.as_bytes()))
+        .collect();
+    all_refused(&h, cases).await;
 }
 
 #[tokio::test]
 async fn unicode_and_non_ascii_keys_are_401() {
     let h = stocked().await;
-    for key in [
+    let keys = [
         "tëst-api-key".as_bytes(),
         // Cyrillic е, a homoglyph of the real key.
         "tеst-api-key".as_bytes(),
@@ -831,23 +837,24 @@ async fn unicode_and_non_ascii_keys_are_401() {
         "test-api-key\u{200B}".as_bytes(),
         b"test-api-k\xe9y",
         b"\xff\xfe",
-    ] {
-        let shown = String::from_utf8_lossy(key).into_owned();
-        unauthorized_without_effect(&h, &format!("X-API-Key {shown:?}"), |r| r.header("x-api-key", key)).await;
-        let bearer = [&b"Bearer "[..], key].concat();
-        unauthorized_without_effect(&h, &format!("Bearer {shown:?}"), |r| r.header("authorization", &bearer)).await;
-    }
+    ];
+    let mut cases: Vec<Refusal> = keys
+        .iter()
+        .flat_map(|key| unauthorized_key(&format!("{:?}", String::from_utf8_lossy(key)), key))
+        .collect();
     // A non-breaking space between scheme and key.
-    unauthorized_without_effect(&h, "Bearer<NBSP>key", |r| {
-        r.header("authorization", "Bearer\u{A0}test-api-key".as_bytes())
-    })
-    .await;
+    cases.extend(unauthorized(
+        "Bearer<NBSP>key",
+        "authorization",
+        "Bearer\u{A0}test-api-key".as_bytes(),
+    ));
+    all_refused(&h, cases).await;
 }
 
 #[tokio::test]
 async fn malformed_authorization_headers_are_401() {
     let h = stocked().await;
-    for value in [
+    let values = [
         "Bearer",
         "Bearer ",
         "Bearer     ",
@@ -859,82 +866,95 @@ async fn malformed_authorization_headers_are_401() {
         "Bearer Bearer test-api-key",
         "test-api-key",
         ",",
-    ] {
-        unauthorized_without_effect(&h, &format!("Authorization: {value:?}"), |r| {
-            r.header("authorization", value.as_bytes())
-        })
-        .await;
-    }
-    unauthorized_without_effect(&h, "empty X-API-Key beside no Authorization", |r| {
-        r.header("x-api-key", b"")
-    })
-    .await;
+    ];
+    let mut cases: Vec<Refusal> = values
+        .iter()
+        .flat_map(|value| unauthorized(&format!("Authorization: {value:?}"), "authorization", value.as_bytes()))
+        .collect();
+    cases.extend(unauthorized(
+        "empty X-API-Key beside no Authorization",
+        "x-api-key",
+        b"",
+    ));
+    all_refused(&h, cases).await;
 }
 
 #[tokio::test]
 async fn conflicting_api_keys_are_refused_whichever_comes_first() {
-    let h = stocked().await;
-    type Build = fn(Req) -> Req;
-    let cases: [(&str, Build); 5] = [
-        ("right X-API-Key, wrong Bearer", |r| {
-            r.header("x-api-key", b"test-api-key")
-                .header("authorization", b"Bearer wrong-api-key")
-        }),
-        ("wrong X-API-Key, right Bearer", |r| {
-            r.header("x-api-key", b"wrong-api-key")
-                .header("authorization", b"Bearer test-api-key")
-        }),
-        ("X-API-Key twice, right first", |r| {
-            r.header("x-api-key", b"test-api-key")
-                .append_header("x-api-key", b"wrong-api-key")
-        }),
-        ("X-API-Key twice, wrong first", |r| {
-            r.header("x-api-key", b"wrong-api-key")
-                .append_header("x-api-key", b"test-api-key")
-        }),
-        ("Authorization twice, right first", |r| {
-            r.header("authorization", b"Bearer test-api-key")
-                .append_header("authorization", b"Bearer wrong-api-key")
-        }),
+    // Two key headers in the order sent (the same name twice: two values of one header).
+    type Header = (&'static str, &'static [u8]);
+    let conflicts: [(&str, [Header; 2]); 5] = [
+        (
+            "right X-API-Key, wrong Bearer",
+            [
+                ("x-api-key", b"test-api-key"),
+                ("authorization", b"Bearer wrong-api-key"),
+            ],
+        ),
+        (
+            "wrong X-API-Key, right Bearer",
+            [
+                ("x-api-key", b"wrong-api-key"),
+                ("authorization", b"Bearer test-api-key"),
+            ],
+        ),
+        (
+            "X-API-Key twice, right first",
+            [("x-api-key", b"test-api-key"), ("x-api-key", b"wrong-api-key")],
+        ),
+        (
+            "X-API-Key twice, wrong first",
+            [("x-api-key", b"wrong-api-key"), ("x-api-key", b"test-api-key")],
+        ),
+        (
+            "Authorization twice, right first",
+            [
+                ("authorization", b"Bearer test-api-key"),
+                ("authorization", b"Bearer wrong-api-key"),
+            ],
+        ),
     ];
-    let mut served = Vec::new();
-    let reply = h.call(Route::TOKEN, "hostile-token-conflicting-keys").await;
-    if !matches!(reply.status, 400 | 401) {
-        served.push(format!(
-            "events/hostile-token-conflicting-keys.json: HTTP {}",
-            reply.status
-        ));
-    }
-    for (label, build) in cases {
+    let mut cases = vec![case("events/hostile-token-conflicting-keys.json", async {
+        let reply = stocked()
+            .await
+            .call(Route::TOKEN, "hostile-token-conflicting-keys")
+            .await;
+        assert!(matches!(reply.status, 400 | 401), "served: HTTP {}", reply.status);
+    })];
+    for (label, headers) in conflicts {
         for (route, event) in KEYED {
-            // A fresh set-up each time: a request that slipped through may have revoked.
-            let h = stocked().await;
-            let before = snapshot(&h).await;
-            let reply = h
-                .call_request(route, build(Req::event(event).without("authorization")).0)
-                .await;
-            if !matches!(reply.status, 400 | 401) {
-                served.push(format!("{label} on {}: HTTP {}", route.path(), reply.status));
-            } else {
+            let name = format!("{label} on {}", route.path());
+            cases.push(case(name.clone(), async move {
+                // A fresh set-up each time: a request that slipped through may have revoked.
+                let h = stocked().await;
+                let before = snapshot(&h).await;
+                let [(first, one), (second, other)] = headers;
+                let request = Req::event(event)
+                    .without("authorization")
+                    .append_header(first, one)
+                    .append_header(second, other);
+                let reply = h.call_request(route, request.0).await;
+                assert!(
+                    matches!(reply.status, 400 | 401),
+                    "{name}: served despite conflicting keys: HTTP {}",
+                    reply.status
+                );
                 assert!(
                     matches!(reply.error().as_str(), "invalid_request" | "unauthorized"),
-                    "{label}"
+                    "{name}: {}",
+                    reply.body
                 );
-                assert_eq!(snapshot(&h).await, before, "{label}");
-            }
+                assert_eq!(snapshot(&h).await, before, "{name}: the store changed");
+            }));
         }
     }
-    assert!(
-        served.is_empty(),
-        "served despite conflicting keys:\n{}",
-        served.join("\n")
-    );
+    check_all(cases).await;
 }
 
 #[tokio::test]
 async fn the_api_key_in_the_query_string_is_400_under_the_usual_names() {
     let h = stocked().await;
-    for name in [
+    let names = [
         "api_key",
         "API_KEY",
         "apikey",
@@ -944,48 +964,24 @@ async fn the_api_key_in_the_query_string_is_400_under_the_usual_names() {
         "X-Api-Key",
         "x_api_key",
         "api%5Fkey",
-    ] {
-        for (route, event) in KEYED {
-            let query = format!("{name}=test-api-key");
-            let label = format!("{}?{query}", route.path());
-            refused_without_effect(
-                &h,
-                &label,
-                route,
-                event,
-                Req::event(event).query(&query),
-                400,
-                "invalid_request",
-            )
-            .await;
-        }
-    }
+    ];
+    let cases = names
+        .iter()
+        .flat_map(|name| KEYED.map(|(route, event)| Refusal::query(route, event, &format!("{name}=test-api-key"))))
+        .collect();
+    all_refused(&h, cases).await;
 }
 
 #[tokio::test]
 async fn the_api_key_in_the_query_string_is_400_under_any_name() {
-    let mut found = Vec::new();
-    for name in ["access_token", "api-key", "token", "auth", "k"] {
-        for (route, event) in KEYED {
-            // A fresh set-up each time: a request that slipped through may have revoked.
-            let h = stocked().await;
-            let query = format!("{name}=test-api-key");
-            let label = format!("{}?{query}", route.path());
-            found.extend(
-                violation(
-                    &h,
-                    &label,
-                    route,
-                    event,
-                    Req::event(event).query(&query),
-                    400,
-                    "invalid_request",
-                )
-                .await,
-            );
-        }
-    }
-    assert_no_violations(&found);
+    let names = ["access_token", "api-key", "token", "auth", "k"];
+    let cases = names
+        .iter()
+        .flat_map(|name| {
+            KEYED.map(|(route, event)| Refusal::query(route, event, &format!("{name}=test-api-key")).fresh())
+        })
+        .collect();
+    all_refused(&stocked().await, cases).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -995,37 +991,27 @@ async fn the_api_key_in_the_query_string_is_400_under_any_name() {
 /// Runs `lambda_http`'s event conversion (what the Lambda runtime does before any broker code
 /// runs) and says whether it panicked.
 fn convert(event: &str) -> Result<Result<Request, String>, String> {
-    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+    panic::catch_unwind(AssertUnwindSafe(|| {
         lambda_http::request::from_str(event).map_err(|e| e.to_string())
-    }));
-    result.map_err(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default()
-    })
+    }))
+    .map_err(panic_message)
 }
 
-fn token_event() -> serde_json::Value {
+fn token_event() -> Value {
     let path = format!("{}/events/token.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// `events/token.json` changed by `edit`, as text.
+fn token_event_with(edit: impl FnOnce(&mut Value)) -> String {
+    let mut event = token_event();
+    edit(&mut event);
+    event.to_string()
+}
+
 #[test]
 fn malformed_or_incomplete_events_are_errors_not_panics() {
-    let mut no_context = token_event();
-    no_context.as_object_mut().unwrap().remove("requestContext");
-    let mut no_http = token_event();
-    no_http["requestContext"].as_object_mut().unwrap().remove("http");
-    let mut bad_method = token_event();
-    bad_method["requestContext"]["http"]["method"] = "GE T".into();
-    let mut headers_as_list = token_event();
-    headers_as_list["headers"] = serde_json::json!(["authorization: Bearer test-api-key"]);
-    let mut null_header = token_event();
-    null_header["headers"]["authorization"] = serde_json::Value::Null;
-    let mut nul_header = token_event();
-    nul_header["headers"]["authorization"] = "Bearer test\u{0}api-key".into();
+    let null_header = token_event_with(|e| e["headers"]["authorization"] = Value::Null);
     let truncated = token_event().to_string();
     let truncated = &truncated[..truncated.len() / 2];
     let events = [
@@ -1039,11 +1025,30 @@ fn malformed_or_incomplete_events_are_errors_not_panics() {
         ("empty object", "{}".to_owned()),
         ("version only", r#"{"version":"2.0"}"#.to_owned()),
         ("truncated", truncated.to_owned()),
-        ("no requestContext", no_context.to_string()),
-        ("no requestContext.http", no_http.to_string()),
-        ("method with a space", bad_method.to_string()),
-        ("headers as a list", headers_as_list.to_string()),
-        ("NUL in a header", nul_header.to_string()),
+        (
+            "no requestContext",
+            token_event_with(|e| {
+                e.as_object_mut().unwrap().remove("requestContext");
+            }),
+        ),
+        (
+            "no requestContext.http",
+            token_event_with(|e| {
+                e["requestContext"].as_object_mut().unwrap().remove("http");
+            }),
+        ),
+        (
+            "method with a space",
+            token_event_with(|e| e["requestContext"]["http"]["method"] = "GE T".into()),
+        ),
+        (
+            "headers as a list",
+            token_event_with(|e| e["headers"] = serde_json::json!(["authorization: Bearer test-api-key"])),
+        ),
+        (
+            "NUL in a header",
+            token_event_with(|e| e["headers"]["authorization"] = "Bearer test\u{0}api-key".into()),
+        ),
     ];
     let mut panicked = Vec::new();
     for (label, event) in &events {
@@ -1054,7 +1059,7 @@ fn malformed_or_incomplete_events_are_errors_not_panics() {
         }
     }
     // A header that is null may be refused or dropped, but not crash the conversion.
-    if let Err(message) = convert(&null_header.to_string()) {
+    if let Err(message) = convert(&null_header) {
         panicked.push(format!("null header: PANIC {message}"));
     }
     assert!(panicked.is_empty(), "{}", panicked.join("\n"));
@@ -1076,26 +1081,29 @@ fn panicking_events() -> Vec<(String, String)> {
         "x=\u{7f}",
         "x=\u{0}",
     ] {
-        let mut event = token_event();
-        event["rawQueryString"] = query.into();
-        events.push((format!("rawQueryString {query:?}"), event.to_string()));
+        events.push((
+            format!("rawQueryString {query:?}"),
+            token_event_with(|e| e["rawQueryString"] = query.into()),
+        ));
     }
     for host in ["garbage host", "[", "a:b:c", "a%20b"] {
-        let mut event = token_event();
-        event["headers"]["host"] = host.into();
-        events.push((format!("host {host:?}"), event.to_string()));
+        events.push((
+            format!("host {host:?}"),
+            token_event_with(|e| e["headers"]["host"] = host.into()),
+        ));
     }
     for proto in ["ht tp", "", "1http"] {
-        let mut event = token_event();
-        event["headers"]["x-forwarded-proto"] = proto.into();
-        events.push((format!("x-forwarded-proto {proto:?}"), event.to_string()));
+        events.push((
+            format!("x-forwarded-proto {proto:?}"),
+            token_event_with(|e| e["headers"]["x-forwarded-proto"] = proto.into()),
+        ));
     }
-    let mut event = token_event();
-    event["isBase64Encoded"] = true.into();
-    event["body"] = "!!! not base64 !!!".into();
     events.push((
         "isBase64Encoded with a body that is not base64".to_owned(),
-        event.to_string(),
+        token_event_with(|e| {
+            e["isBase64Encoded"] = true.into();
+            e["body"] = "!!! not base64 !!!".into();
+        }),
     ));
     events
 }
@@ -1133,16 +1141,10 @@ fn convert_sanitized(event: &str) -> Result<(), String> {
     };
     let event = lambda_http::LambdaEvent::new(payload, lambda_http::Context::default());
     panic::catch_unwind(AssertUnwindSafe(|| {
-        let request: Request = token_broker::serve::lambda::sanitize(event).payload.into();
+        let request: Request = sanitize(event).payload.into();
         drop(request);
     }))
-    .map_err(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default()
-    })
+    .map_err(panic_message)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1244,22 +1246,64 @@ async fn refused_on_both_paths(label: &str, answer: Answer, status: u16, error: 
     }
 }
 
-fn ok_json(body: serde_json::Value) -> Answer {
+/// A provider answer refused on both paths with `status` and `error`.
+struct BadAnswer {
+    name: String,
+    answer: Answer,
+    status: u16,
+    error: &'static str,
+}
+
+/// `answer` refused with 502 `provider_response_invalid`, the commonest verdict.
+fn invalid(name: impl Into<String>, answer: Answer) -> BadAnswer {
+    BadAnswer {
+        name: name.into(),
+        answer,
+        status: 502,
+        error: "provider_response_invalid",
+    }
+}
+
+/// Every answer refused on both paths; one report for all that were not.
+async fn all_refused_on_both_paths(cases: Vec<BadAnswer>) {
+    check_all(cases.into_iter().map(|c| {
+        let name = c.name.clone();
+        case(name, async move {
+            refused_on_both_paths(&c.name, c.answer, c.status, c.error).await;
+        })
+    }))
+    .await;
+}
+
+fn ok_json(body: Value) -> Answer {
     Answer::Mock(ResponseTemplate::new(200).set_body_json(body))
+}
+
+/// A grant (`a`/`r`) with `field` set to `value`, or without `field` when `value` is `None`.
+fn grant_with(field: &str, value: Option<Value>) -> Value {
+    let mut grant = grant_body("a", "r");
+    match value {
+        Some(value) => grant[field] = value,
+        None => {
+            grant.as_object_mut().unwrap().remove(field);
+        }
+    }
+    grant
 }
 
 #[tokio::test]
 async fn a_provider_answer_over_64_kib_is_provider_response_invalid() {
-    let mut grant = grant_body("a", "r");
-    grant["padding"] = "x".repeat(70 * 1024).into();
-    refused_on_both_paths("huge grant", ok_json(grant), 502, "provider_response_invalid").await;
     let error = serde_json::json!({"error": "invalid_grant", "error_description": "x".repeat(70 * 1024)});
-    refused_on_both_paths(
-        "huge error",
-        Answer::Mock(ResponseTemplate::new(400).set_body_json(error)),
-        502,
-        "provider_response_invalid",
-    )
+    all_refused_on_both_paths(vec![
+        invalid(
+            "huge grant",
+            ok_json(grant_with("padding", Some("x".repeat(70 * 1024).into()))),
+        ),
+        invalid(
+            "huge error",
+            Answer::Mock(ResponseTemplate::new(400).set_body_json(error)),
+        ),
+    ])
     .await;
 }
 
@@ -1277,7 +1321,7 @@ async fn a_provider_slower_than_provider_timeout_is_503_provider_unavailable() {
 
 #[tokio::test]
 async fn non_json_and_html_answers_are_refused() {
-    for (label, status, content_type, body, expected) in [
+    let answers = [
         (
             "form-encoded 200",
             200,
@@ -1321,10 +1365,17 @@ async fn non_json_and_html_answers_are_refused() {
             "<html><h1>Bad Gateway</h1></html>",
             "provider_unavailable",
         ),
-    ] {
-        let answer = Answer::Mock(ResponseTemplate::new(status).set_body_raw(body, content_type));
-        refused_on_both_paths(label, answer, 502, expected).await;
-    }
+    ];
+    let cases = answers
+        .into_iter()
+        .map(|(name, status, content_type, body, error)| BadAnswer {
+            name: name.to_owned(),
+            answer: Answer::Mock(ResponseTemplate::new(status).set_body_raw(body, content_type)),
+            status: 502,
+            error,
+        })
+        .collect();
+    all_refused_on_both_paths(cases).await;
 }
 
 #[tokio::test]
@@ -1337,7 +1388,7 @@ async fn deeply_nested_json_is_refused() {
 #[tokio::test]
 async fn missing_negative_zero_absurd_fractional_and_non_numeric_lifetimes_are_refused() {
     let lifetimes = [
-        serde_json::Value::Null,
+        Value::Null,
         0.into(),
         (-1).into(),
         (-9_999_999_999_i64).into(),
@@ -1356,81 +1407,73 @@ async fn missing_negative_zero_absurd_fractional_and_non_numeric_lifetimes_are_r
         serde_json::json!([1799]),
         serde_json::json!({"seconds": 1799}),
     ];
-    for lifetime in &lifetimes {
-        let mut grant = grant_body("a", "r");
-        grant["expires_in"] = lifetime.clone();
-        refused_on_both_paths(
-            &format!("expires_in {lifetime}"),
-            ok_json(grant),
-            502,
-            "provider_response_invalid",
-        )
-        .await;
-    }
-    let mut grant = grant_body("a", "r");
-    grant.as_object_mut().unwrap().remove("expires_in");
-    refused_on_both_paths("no expires_in", ok_json(grant), 502, "provider_response_invalid").await;
-    for lifetime in [
+    let refresh_lifetimes = [
         serde_json::json!(-1),
         serde_json::json!("never"),
         serde_json::json!(1e30),
-    ] {
-        let mut grant = grant_body("a", "r");
-        grant["refresh_token_expires_in"] = lifetime.clone();
-        refused_on_both_paths(
-            &format!("refresh_token_expires_in {lifetime}"),
-            ok_json(grant),
-            502,
-            "provider_response_invalid",
+    ];
+    let mut cases: Vec<BadAnswer> = lifetimes
+        .into_iter()
+        .map(|lifetime| {
+            invalid(
+                format!("expires_in {lifetime}"),
+                ok_json(grant_with("expires_in", Some(lifetime))),
+            )
+        })
+        .collect();
+    cases.push(invalid("no expires_in", ok_json(grant_with("expires_in", None))));
+    cases.extend(refresh_lifetimes.into_iter().map(|lifetime| {
+        invalid(
+            format!("refresh_token_expires_in {lifetime}"),
+            ok_json(grant_with("refresh_token_expires_in", Some(lifetime))),
         )
-        .await;
-    }
+    }));
+    all_refused_on_both_paths(cases).await;
 }
 
 #[tokio::test]
 async fn lifetimes_sent_as_whole_numbers_in_strings_are_accepted() {
-    for (lifetime, expected) in [
+    let lifetimes = [
         (serde_json::json!("1799"), 1799),
         (serde_json::json!(" 1799 "), 1799),
         (serde_json::json!(10 * 365 * 86400), 10 * 365 * 86400),
-    ] {
-        let mut grant = grant_body("access-s", "refresh-s");
-        grant["expires_in"] = lifetime.clone();
-        let h = harness_answering(&ok_json(grant)).await;
-        let reply = h.call(Route::CALLBACK, "callback-json").await;
-        assert_eq!(reply.status, 200, "{lifetime}: {}", reply.body);
-        assert_eq!(
-            h.stored_tokens().await.access_expires_at,
-            START + expected,
-            "{lifetime}"
-        );
-    }
+    ];
+    check_all(lifetimes.map(|(lifetime, expected)| {
+        case(lifetime.to_string(), async move {
+            let mut grant = grant_body("access-s", "refresh-s");
+            grant["expires_in"] = lifetime.clone();
+            let h = harness_answering(&ok_json(grant)).await;
+            let reply = h.call(Route::CALLBACK, "callback-json").await;
+            assert_eq!(reply.status, 200, "{lifetime}: {}", reply.body);
+            assert_eq!(
+                h.stored_tokens().await.access_expires_at,
+                START + expected,
+                "{lifetime}"
+            );
+        })
+    }))
+    .await;
 }
 
 #[tokio::test]
 async fn answers_without_a_usable_access_token_are_refused() {
-    for access in [
+    let access_tokens = [
         None,
-        Some(serde_json::Value::Null),
+        Some(Value::Null),
         Some("".into()),
         Some(42.into()),
         Some(serde_json::json!(["a"])),
-    ] {
-        let mut grant = grant_body("a", "r");
-        match &access {
-            None => {
-                grant.as_object_mut().unwrap().remove("access_token");
-            }
-            Some(value) => grant["access_token"] = value.clone(),
-        }
-        refused_on_both_paths(
-            &format!("access_token {access:?}"),
-            ok_json(grant),
-            502,
-            "provider_response_invalid",
-        )
-        .await;
-    }
+    ];
+    let cases = access_tokens
+        .into_iter()
+        .map(|access| {
+            invalid(
+                format!("access_token {access:?}"),
+                ok_json(grant_with("access_token", access)),
+            )
+        })
+        .collect();
+    all_refused_on_both_paths(cases).await;
 }
 
 #[tokio::test]
@@ -1446,33 +1489,40 @@ async fn a_200_carrying_an_oauth_error_is_invalid_and_does_not_end_the_connectio
     .await;
 }
 
+/// A `status` redirect to another server is refused on both paths, and nothing reaches that
+/// server (it would have had the client secret).
+async fn redirect_is_not_followed(status: u16) {
+    let elsewhere = MockServer::start().await;
+    Mock::given(matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(grant_body("stolen", "stolen")))
+        .mount(&elsewhere)
+        .await;
+    let answer = Answer::Mock(
+        ResponseTemplate::new(status).insert_header("location", format!("{}{TOKEN_PATH}", elsewhere.uri())),
+    );
+    refused_on_both_paths(&format!("{status} redirect"), answer, 502, "provider_response_invalid").await;
+    let followed = elsewhere.received_requests().await.unwrap();
+    assert!(
+        followed.is_empty(),
+        "{status}: the redirect was followed, the client secret sent to {}",
+        elsewhere.uri()
+    );
+}
+
 #[tokio::test]
 async fn a_provider_redirect_is_not_followed() {
-    for status in [301, 302, 303, 307, 308] {
-        let elsewhere = MockServer::start().await;
-        Mock::given(matchers::any())
-            .respond_with(ResponseTemplate::new(200).set_body_json(grant_body("stolen", "stolen")))
-            .mount(&elsewhere)
-            .await;
-        let answer = Answer::Mock(
-            ResponseTemplate::new(status).insert_header("location", format!("{}{TOKEN_PATH}", elsewhere.uri())),
-        );
-        refused_on_both_paths(&format!("{status} redirect"), answer, 502, "provider_response_invalid").await;
-        let followed = elsewhere.received_requests().await.unwrap();
-        assert!(
-            followed.is_empty(),
-            "{status}: the redirect was followed, the client secret sent to {}",
-            elsewhere.uri()
-        );
-    }
+    check_all(
+        [301, 302, 303, 307, 308].map(|status| case(format!("{status} redirect"), redirect_is_not_followed(status))),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn broken_http_from_the_provider_is_502_provider_unavailable() {
-    for (label, bytes) in [
+    let answers: [(&str, &'static [u8]); 4] = [
         (
             "chunked garbage",
-            &b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nZZ\r\n{\"access_token\"\r\nnonsense"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nZZ\r\n{\"access_token\"\r\nnonsense",
         ),
         (
             "body shorter than content-length",
@@ -1480,9 +1530,17 @@ async fn broken_http_from_the_provider_is_502_provider_unavailable() {
         ),
         ("not HTTP at all", b"SSH-2.0-OpenSSH_9.6\r\n"),
         ("closed without a word", b""),
-    ] {
-        refused_on_both_paths(label, Answer::Raw(bytes), 502, "provider_unavailable").await;
-    }
+    ];
+    let cases = answers
+        .into_iter()
+        .map(|(name, bytes)| BadAnswer {
+            name: name.to_owned(),
+            answer: Answer::Raw(bytes),
+            status: 502,
+            error: "provider_unavailable",
+        })
+        .collect();
+    all_refused_on_both_paths(cases).await;
 }
 
 #[tokio::test]
@@ -1572,10 +1630,8 @@ fn encryption_key(fill: u8) -> String {
 }
 
 fn sealed(fill: u8, store_key: &str, plaintext: Vec<u8>) -> Vec<u8> {
-    let key = token_broker::base::sealing::parse_key(&encryption_key(fill)).unwrap();
-    token_broker::base::sealing::Sealer::new(&[key])
-        .seal(store_key, plaintext)
-        .unwrap()
+    let key = parse_key(&encryption_key(fill)).unwrap();
+    Sealer::new(&[key]).seal(store_key, plaintext).unwrap()
 }
 
 /// Records the broker cannot read under `store_key`, each with a name. With encryption on
@@ -1585,21 +1641,13 @@ fn unreadable_records(store_key: &str, encryption: Option<u8>) -> Vec<(&'static 
     let active = active_record();
     let text = String::from_utf8(active.clone()).unwrap();
     assert!(text.contains("\"format\":1"), "{text}");
+    let format = |replacement: &str| text.replace("\"format\":1", replacement).into_bytes();
     let mut plain = vec![
         ("truncated", active[..active.len() / 2].to_vec()),
         ("cut by one byte", active[..active.len() - 1].to_vec()),
-        (
-            "older format 0",
-            text.replace("\"format\":1", "\"format\":0").into_bytes(),
-        ),
-        (
-            "newer format 2",
-            text.replace("\"format\":1", "\"format\":2").into_bytes(),
-        ),
-        (
-            "format as a string",
-            text.replace("\"format\":1", "\"format\":\"1\"").into_bytes(),
-        ),
+        ("older format 0", format("\"format\":0")),
+        ("newer format 2", format("\"format\":2")),
+        ("format as a string", format("\"format\":\"1\"")),
         ("no format", text.replace("\"format\":1,", "").into_bytes()),
         ("garbage bytes", b"\xff\xfe\x00\x01garbage\x80".to_vec()),
         (
@@ -1653,107 +1701,85 @@ fn unreadable_records(store_key: &str, encryption: Option<u8>) -> Vec<(&'static 
 /// `store_unreadable` (or report a failure) and leave it byte for byte; then a new login (with
 /// the shared state, and with a one-time state) replaces it, and so does a forced revoke.
 async fn unreadable_records_are_kept_and_healed<S: Store>(h: &Harness<S>, encryption: Option<u8>) {
-    provider_answers(
-        &h.provider,
-        ResponseTemplate::new(200).set_body_json(grant_body("access-healed", "refresh-healed")),
-    )
-    .await;
-    Mock::given(matchers::method("POST"))
-        .and(matchers::path(REVOCATION_PATH))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&h.provider)
-        .await;
+    provider_grants_and_revokes(h, "access-healed", "refresh-healed").await;
     let key = h.tokens_key();
     let records = unreadable_records(&key, encryption);
     assert!(records.len() >= 17);
-    for (label, bytes) in records {
-        assert!(
-            h.app.open_record(&key, bytes.clone()).is_err(),
-            "{label} is readable after all"
-        );
-        h.app
-            .store
-            .write(&key, Expect::Any, &bytes, None)
-            .await
-            .unwrap()
-            .unwrap();
-        let before = h.app.store.load(&key).await.unwrap().unwrap();
-        assert_eq!(before.data, bytes, "{label}: not stored as given");
-        let calls = provider_calls(h).await;
+    check_all(
+        records
+            .into_iter()
+            .map(|(label, bytes)| case(label, unreadable_record_is_kept_and_healed(h, &key, label, bytes))),
+    )
+    .await;
+}
 
-        for (route, request) in [
-            (Route::TOKEN, event_request("token")),
-            (Route::TOKEN, event_with_query("token", "min_ttl=3600")),
-            (Route::VERIFY, event_request("verify")),
-            (Route::VERIFY, event_with_query("verify", "connection=default")),
-            (Route::REVOKE, event_request("revoke")),
-        ] {
-            let what = format!("{label}: {} {}", request.method(), request.uri());
-            let reply = h.call_request(route, request).await;
-            expect_json_error(&what, &reply, 500, "store_unreadable");
-            assert_eq!(
-                h.app.store.load(&key).await.unwrap().as_ref(),
-                Some(&before),
-                "{what}: the record changed"
-            );
-        }
-        let reports = keepalive::run(&h.app).await.unwrap().connections;
-        assert_eq!(reports.len(), 1, "{label}: {reports:?}");
-        assert_eq!(reports[0].outcome, "failed", "{label}: {reports:?}");
+async fn unreadable_record_is_kept_and_healed<S: Store>(h: &Harness<S>, key: &str, label: &str, bytes: Vec<u8>) {
+    assert!(
+        h.app.open_record(key, bytes.clone()).is_err(),
+        "{label} is readable after all"
+    );
+    put_raw(h, key, &bytes).await;
+    let before = h.app.store.load(key).await.unwrap().unwrap();
+    assert_eq!(before.data, bytes, "{label}: not stored as given");
+    let calls = provider_calls(h).await;
+
+    for (route, request) in [
+        (Route::TOKEN, event_request("token")),
+        (Route::TOKEN, event_with_query("token", "min_ttl=3600")),
+        (Route::VERIFY, event_request("verify")),
+        (Route::VERIFY, event_with_query("verify", "connection=default")),
+        (Route::REVOKE, event_request("revoke")),
+    ] {
+        let what = format!("{label}: {} {}", request.method(), request.uri());
+        let reply = h.call_request(route, request).await;
+        expect_json_error(&what, &reply, 500, "store_unreadable");
         assert_eq!(
-            h.app.store.load(&key).await.unwrap().as_ref(),
+            h.app.store.load(key).await.unwrap().as_ref(),
             Some(&before),
-            "{label}: keep-alive"
-        );
-        assert_eq!(provider_calls(h).await, calls, "{label}: the provider was called");
-
-        // A new login heals it: with the shared state, and with a one-time state from /login.
-        let reply = h.call(Route::CALLBACK, "callback-json").await;
-        assert_eq!(reply.status, 200, "{label}: callback: {}", reply.body);
-        let healed = h.app.store.load(&key).await.unwrap().unwrap();
-        match h.app.open_record(&key, healed.data) {
-            Ok(ConnectionRecord::Active(tokens)) => assert_eq!(tokens.access_token.expose(), "access-healed"),
-            other => panic!("{label}: after the callback: {other:?}"),
-        }
-        h.app
-            .store
-            .write(&key, Expect::Any, &bytes, None)
-            .await
-            .unwrap()
-            .unwrap();
-        let login = h.call(Route::LOGIN, "login-json").await;
-        let url = reqwest::Url::parse(login.json()["authorization_url"].as_str().unwrap()).unwrap();
-        let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-        let reply = h
-            .call_request(
-                Route::CALLBACK,
-                event_with_query("callback-json", &format!("code=c&state={state}")),
-            )
-            .await;
-        assert_eq!(
-            reply.status, 200,
-            "{label}: callback with a one-time state: {}",
-            reply.body
-        );
-        let healed = h.app.store.load(&key).await.unwrap().unwrap();
-        assert!(
-            matches!(h.app.open_record(&key, healed.data), Ok(ConnectionRecord::Active(_))),
-            "{label}: not healed by a one-time state"
-        );
-        // The forced revoke is the other documented way out.
-        h.app
-            .store
-            .write(&key, Expect::Any, &bytes, None)
-            .await
-            .unwrap()
-            .unwrap();
-        let reply = h.call(Route::REVOKE, "revoke-force").await;
-        assert_eq!(reply.status, 200, "{label}: forced revoke: {}", reply.body);
-        assert!(
-            h.app.store.load(&key).await.unwrap().is_none(),
-            "{label}: forced revoke"
+            "{what}: the record changed"
         );
     }
+    let reports = keepalive::run(&h.app).await.unwrap().connections;
+    assert_eq!(reports.len(), 1, "{label}: {reports:?}");
+    assert_eq!(reports[0].outcome, "failed", "{label}: {reports:?}");
+    assert_eq!(
+        h.app.store.load(key).await.unwrap().as_ref(),
+        Some(&before),
+        "{label}: keep-alive"
+    );
+    assert_eq!(provider_calls(h).await, calls, "{label}: the provider was called");
+
+    // A new login heals it: with the shared state, and with a one-time state from /login.
+    let reply = h.call(Route::CALLBACK, "callback-json").await;
+    assert_eq!(reply.status, 200, "{label}: callback: {}", reply.body);
+    let healed = h.app.store.load(key).await.unwrap().unwrap();
+    match h.app.open_record(key, healed.data) {
+        Ok(ConnectionRecord::Active(tokens)) => assert_eq!(tokens.access_token.expose(), "access-healed"),
+        other => panic!("{label}: after the callback: {other:?}"),
+    }
+    put_raw(h, key, &bytes).await;
+    let state = one_time_state(h).await;
+    let reply = h
+        .call_request(
+            Route::CALLBACK,
+            event_with_query("callback-json", &format!("code=c&state={state}")),
+        )
+        .await;
+    assert_eq!(
+        reply.status, 200,
+        "{label}: callback with a one-time state: {}",
+        reply.body
+    );
+    let healed = h.app.store.load(key).await.unwrap().unwrap();
+    assert!(
+        matches!(h.app.open_record(key, healed.data), Ok(ConnectionRecord::Active(_))),
+        "{label}: not healed by a one-time state"
+    );
+    // The forced revoke is the other documented way out.
+    put_raw(h, key, &bytes).await;
+    let reply = h.call(Route::REVOKE, "revoke-force").await;
+    assert_eq!(reply.status, 200, "{label}: forced revoke: {}", reply.body);
+    assert!(h.app.store.load(key).await.unwrap().is_none(), "{label}: forced revoke");
 }
 
 #[tokio::test]
@@ -1773,13 +1799,40 @@ async fn unreadable_records_in_the_embedded_store_are_500_left_untouched_and_hea
     unreadable_records_are_kept_and_healed(&Harness::embedded(&[]).await, None).await;
 }
 
-/// A connection of the test's own, to put keys in shapes the broker never writes.
-async fn redis_connection() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis_url())
+/// The tokens key in a shape the broker never writes: another Redis type, or a hash missing a
+/// field or with a field that is not what it should be. Each command is sent with the key as its
+/// first argument.
+const REDIS_SHAPES: [(&str, &[&[&str]]); 5] = [
+    ("a plain string", &[&["SET", "{\"format\":1}"]]),
+    ("a list", &[&["RPUSH", "a", "b"]]),
+    ("a hash without data", &[&["HSET", "gen", "3"]]),
+    ("a hash without gen", &[&["HSET", "data", "{}"]]),
+    (
+        "a hash with a non-numeric gen",
+        &[&["HSET", "gen", "three", "data", "{}"]],
+    ),
+];
+
+/// A stocked harness whose tokens key has been replaced by `commands`, with a connection of the
+/// test's own to look at it.
+async fn stocked_with_redis_shape(commands: &[&[&str]]) -> (Harness, String, redis::aio::MultiplexedConnection) {
+    let h = stocked().await;
+    let key = h.tokens_key();
+    let mut redis = redis::Client::open(redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
-        .unwrap()
+        .unwrap();
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
+    for command in commands {
+        let mut cmd = redis::cmd(command[0]);
+        cmd.arg(&key);
+        for arg in &command[1..] {
+            cmd.arg(*arg);
+        }
+        let _: redis::Value = cmd.query_async(&mut redis).await.unwrap();
+    }
+    (h, key, redis)
 }
 
 async fn dump(connection: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<Vec<u8>> {
@@ -1788,99 +1841,61 @@ async fn dump(connection: &mut redis::aio::MultiplexedConnection, key: &str) -> 
 
 #[tokio::test]
 async fn a_redis_key_of_the_wrong_shape_is_500_and_left_untouched() {
-    for (label, commands) in redis_shapes() {
-        let h = stocked().await;
-        let key = h.tokens_key();
-        let mut redis = redis_connection().await;
-        let _: () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
-        for command in commands {
-            let mut cmd = redis::cmd(command[0]);
-            cmd.arg(&key);
-            for arg in &command[1..] {
-                cmd.arg(*arg);
+    check_all(REDIS_SHAPES.map(|(label, commands)| {
+        case(label, async move {
+            let (h, key, mut redis) = stocked_with_redis_shape(commands).await;
+            let before = dump(&mut redis, &key).await;
+            for (route, event) in [
+                (Route::TOKEN, "token"),
+                (Route::VERIFY, "verify"),
+                (Route::REVOKE, "revoke"),
+            ] {
+                let reply = h.call(route, event).await;
+                assert_eq!(reply.status, 500, "{label}, {}: {}", route.path(), reply.body);
+                assert!(
+                    matches!(reply.error().as_str(), "store_error" | "store_unreadable"),
+                    "{label}: {}",
+                    reply.body
+                );
+                assert_eq!(dump(&mut redis, &key).await, before, "{label}, {}", route.path());
             }
-            let _: redis::Value = cmd.query_async(&mut redis).await.unwrap();
-        }
-        let before = dump(&mut redis, &key).await;
-        for (route, event) in [
-            (Route::TOKEN, "token"),
-            (Route::VERIFY, "verify"),
-            (Route::REVOKE, "revoke"),
-        ] {
-            let reply = h.call(route, event).await;
-            assert_eq!(reply.status, 500, "{label}, {}: {}", route.path(), reply.body);
-            assert!(
-                matches!(reply.error().as_str(), "store_error" | "store_unreadable"),
-                "{label}: {}",
-                reply.body
-            );
-            assert_eq!(dump(&mut redis, &key).await, before, "{label}, {}", route.path());
-        }
-        assert_eq!(provider_calls(&h).await, 0, "{label}");
-    }
-}
-
-/// The tokens key in a shape the broker never writes: another Redis type, or a hash missing a
-/// field or with a field that is not what it should be.
-fn redis_shapes() -> Vec<(&'static str, Vec<Vec<&'static str>>)> {
-    vec![
-        ("a plain string", vec![vec!["SET", "{\"format\":1}"]]),
-        ("a list", vec![vec!["RPUSH", "a", "b"]]),
-        ("a hash without data", vec![vec!["HSET", "gen", "3"]]),
-        ("a hash without gen", vec![vec!["HSET", "data", "{}"]]),
-        (
-            "a hash with a non-numeric gen",
-            vec![vec!["HSET", "gen", "three", "data", "{}"]],
-        ),
-    ]
+            assert_eq!(provider_calls(&h).await, 0, "{label}");
+        })
+    }))
+    .await;
 }
 
 #[tokio::test]
 async fn a_redis_key_of_the_wrong_shape_is_healed_by_a_new_login() {
-    let mut stuck = Vec::new();
-    for (label, commands) in redis_shapes() {
-        for event in ["callback-json", "one-time state"] {
-            let h = stocked().await;
-            let key = h.tokens_key();
-            let mut redis = redis_connection().await;
-            let _: () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
-            for command in &commands {
-                let mut cmd = redis::cmd(command[0]);
-                cmd.arg(&key);
-                for arg in &command[1..] {
-                    cmd.arg(*arg);
-                }
-                let _: redis::Value = cmd.query_async(&mut redis).await.unwrap();
-            }
-            let request = if event == "one-time state" {
-                let login = h.call(Route::LOGIN, "login-json").await;
-                let url = reqwest::Url::parse(login.json()["authorization_url"].as_str().unwrap()).unwrap();
-                let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-                event_with_query("callback-json", &format!("code=c&state={state}"))
-            } else {
-                event_request(event)
-            };
-            let reply = h.call_request(Route::CALLBACK, request).await;
-            let healed = match h.app.store.load(&key).await {
-                Ok(Some(stored)) => matches!(h.app.open_record(&key, stored.data), Ok(ConnectionRecord::Active(_))),
-                _ => false,
-            };
-            if reply.status != 200 || !healed {
-                stuck.push(format!("{label} via {event}: HTTP {} {}", reply.status, reply.body));
-            }
+    let mut cases = Vec::new();
+    for (label, commands) in REDIS_SHAPES {
+        for via in ["callback-json", "one-time state"] {
+            let name = format!("{label} via {via}");
+            cases.push(case(name.clone(), async move {
+                let (h, key, _redis) = stocked_with_redis_shape(commands).await;
+                let request = if via == "one-time state" {
+                    let state = one_time_state(&h).await;
+                    event_with_query("callback-json", &format!("code=c&state={state}"))
+                } else {
+                    event_request(via)
+                };
+                let reply = h.call_request(Route::CALLBACK, request).await;
+                assert_eq!(reply.status, 200, "{name}: not healed: {}", reply.body);
+                let healed = match h.app.store.load(&key).await {
+                    Ok(Some(stored)) => matches!(h.app.open_record(&key, stored.data), Ok(ConnectionRecord::Active(_))),
+                    _ => false,
+                };
+                assert!(healed, "{name}: not healed");
+            }));
         }
     }
-    assert!(stuck.is_empty(), "not healed:\n{}", stuck.join("\n"));
+    check_all(cases).await;
 }
 
 #[tokio::test]
 async fn an_unreadable_record_of_another_connection_does_not_break_the_default_monitor() {
     let h = stocked().await;
-    h.app
-        .store
-        .write(&h.app.keys.tokens("lab-2"), Expect::Any, b"\xff garbage", None)
-        .await
-        .unwrap();
+    put_raw(&h, &h.app.keys.tokens("lab-2"), b"\xff garbage").await;
     let reply = h.call(Route::VERIFY, "verify").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let body = reply.json();

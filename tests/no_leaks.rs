@@ -23,9 +23,18 @@ use base64::Engine;
 use common::*;
 use lambda_http::{Body, Request};
 use token_broker::{
-    base::store::{RedisStore, Store},
+    base::{
+        logging::init_with_writer,
+        record::ConnectionRecord,
+        secret::Secret,
+        store::{RedisStore, Store},
+    },
     http::routes::Route,
-    oauth::keepalive,
+    oauth::{
+        authorization::{PendingLogin, Started},
+        keepalive,
+        provider::parse_response,
+    },
 };
 use wiremock::{Mock, MockServer, Respond, ResponseTemplate, matchers};
 
@@ -99,6 +108,22 @@ struct Exchange {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+}
+
+impl Exchange {
+    fn of(label: &str, route: Route<RedisStore>, reply: &Reply) -> Self {
+        Self {
+            label: label.to_owned(),
+            route,
+            status: reply.status,
+            headers: reply
+                .headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+                .collect(),
+            body: reply.body.clone(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,6 +263,45 @@ fn state_of(url: &str) -> String {
         .unwrap_or_else(|| panic!("no state in {url}"))
 }
 
+/// A request of the flow and the status it must get.
+struct Step {
+    label: String,
+    route: Route<RedisStore>,
+    request: Request,
+    status: u16,
+}
+
+fn step(label: &str, route: Route<RedisStore>, request: Request, status: u16) -> Step {
+    Step {
+        label: label.to_owned(),
+        route,
+        request,
+        status,
+    }
+}
+
+/// The event a headless client sends to `route`.
+fn event_of(route: Route<RedisStore>) -> &'static str {
+    match route.path() {
+        "/login" => "login-json",
+        "/callback" => "callback-json",
+        "/token" => "token",
+        "/verify" => "verify",
+        "/revoke" => "revoke",
+        other => panic!("no event for {other}"),
+    }
+}
+
+/// `route` with `query`, asked with the right key.
+fn ask(label: &str, route: Route<RedisStore>, query: &str, status: u16) -> Step {
+    step(label, route, keyed(event_of(route), query, API_KEY_VALUE), status)
+}
+
+/// `route` asked with a wrong bearer key: 401.
+fn wrong_key(label: &str, route: Route<RedisStore>) -> Step {
+    step(label, route, keyed(event_of(route), "", WRONG_KEY), 401)
+}
+
 struct Flow {
     h: Harness<RedisStore>,
     issuer: Arc<Issuer>,
@@ -250,23 +314,48 @@ struct Flow {
 impl Flow {
     async fn call(&mut self, label: &str, route: Route<RedisStore>, request: Request) -> Reply {
         let reply = self.h.call_request(route, request).await;
-        self.exchanges.push(Exchange {
-            label: label.to_owned(),
-            route,
-            status: reply.status,
-            headers: reply
-                .headers
-                .iter()
-                .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-                .collect(),
-            body: reply.body.clone(),
-        });
+        self.exchanges.push(Exchange::of(label, route, &reply));
         reply
+    }
+
+    /// Sends the steps in order, then fails naming every step that got another status.
+    async fn run(&mut self, steps: Vec<Step>) {
+        let mut wrong = Vec::new();
+        for Step {
+            label,
+            route,
+            request,
+            status,
+        } in steps
+        {
+            let reply = self.call(&label, route, request).await;
+            if reply.status != status {
+                wrong.push(format!(
+                    "{label}: expected HTTP {status}, got {}: {}",
+                    reply.status, reply.body
+                ));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} steps answered otherwise:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
     }
 
     #[track_caller]
     fn expect(reply: &Reply, status: u16, label: &str) {
         assert_eq!(reply.status, status, "{label}: {}", reply.body);
+    }
+
+    /// A JSON login with `request`; returns the one-time state it issued.
+    async fn login(&mut self, label: &str, request: Request) -> String {
+        let reply = self.call(label, Route::LOGIN, request).await;
+        Self::expect(&reply, 200, label);
+        let state = state_of(reply.json()["authorization_url"].as_str().unwrap());
+        self.states.push(state.clone());
+        state
     }
 
     async fn login_json(&mut self, connection: &str) -> String {
@@ -275,13 +364,8 @@ impl Flow {
         } else {
             format!("connection={connection}")
         };
-        let reply = self
-            .call("login (JSON)", Route::LOGIN, keyed("login-json", &query, API_KEY_VALUE))
-            .await;
-        Self::expect(&reply, 200, "login (JSON)");
-        let state = state_of(reply.json()["authorization_url"].as_str().unwrap());
-        self.states.push(state.clone());
-        state
+        self.login("login (JSON)", keyed("login-json", &query, API_KEY_VALUE))
+            .await
     }
 
     async fn login_form(&mut self) -> String {
@@ -304,19 +388,13 @@ impl Flow {
         code
     }
 
-    async fn callback(&mut self, label: &str, state: &str, code: &str, json: bool, status: u16) {
+    /// A callback with `state` and a new code of `kind` (`REJECT-` makes the provider refuse it),
+    /// as an API client (`json`) or a browser.
+    fn callback(&mut self, label: &str, state: &str, kind: &str, json: bool, status: u16) -> Step {
+        let code = self.code(kind);
         let event = if json { "callback-json" } else { "callback" };
         let request = with_query(event_request(event), &format!("code={code}&state={state}"));
-        let reply = self.call(label, Route::CALLBACK, request).await;
-        Self::expect(&reply, status, label);
-    }
-
-    async fn token(&mut self, label: &str, query: &str, status: u16) -> Reply {
-        let reply = self
-            .call(label, Route::TOKEN, keyed("token", query, API_KEY_VALUE))
-            .await;
-        Self::expect(&reply, status, label);
-        reply
+        step(label, Route::CALLBACK, request, status)
     }
 }
 
@@ -330,127 +408,99 @@ async fn run_flow(flow: &mut Flow) {
     let form_state = flow.login_form().await;
     let lab_state = flow.login_json("lab-2").await;
     let rejected_state = flow.login_json("default").await;
-    let reply = flow
-        .call(
-            "login (JSON), wrong key",
-            Route::LOGIN,
-            keyed("login-json", "", WRONG_KEY),
-        )
-        .await;
-    Flow::expect(&reply, 401, "login (JSON), wrong key");
-    let reply = flow
-        .call(
+    flow.run(vec![
+        wrong_key("login (JSON), wrong key", Route::LOGIN),
+        step(
             "login (form), wrong key",
             Route::LOGIN,
             form_post(&format!("api_key={WRONG_KEY}")),
-        )
+            401,
+        ),
+    ])
+    .await;
+    flow.login("login, second API key", x_api_key("login-json", "", SECOND_API_KEY))
         .await;
-    Flow::expect(&reply, 401, "login (form), wrong key");
-    let reply = flow
-        .call(
-            "login, second API key",
-            Route::LOGIN,
-            x_api_key("login-json", "", SECOND_API_KEY),
-        )
-        .await;
-    Flow::expect(&reply, 200, "login, second API key");
-    flow.states
-        .push(state_of(reply.json()["authorization_url"].as_str().unwrap()));
 
     // Callbacks: success (browser), replay, provider error redirect, failed exchange, the shared
     // state (JSON), a named connection, a forged state.
-    let code = flow.code("");
-    flow.callback("callback (browser)", &json_state, &code, false, 200)
-        .await;
-    let code = flow.code("");
-    flow.callback("callback replayed", &json_state, &code, false, 403).await;
-    let request = with_query(
-        event_request("callback"),
-        &format!("error=access_denied&error_description=The+user+said+no&state={form_state}"),
-    );
-    let reply = flow.call("callback, provider error", Route::CALLBACK, request).await;
-    Flow::expect(&reply, 400, "callback, provider error");
-    let code = flow.code("REJECT-");
-    flow.callback("callback, failed exchange", &rejected_state, &code, false, 502)
-        .await;
-    let code = flow.code("REJECT-");
-    flow.callback("callback, failed exchange (JSON)", OAUTH_STATE_VALUE, &code, true, 502)
-        .await;
-    let code = flow.code("");
-    flow.callback("callback, shared state (JSON)", OAUTH_STATE_VALUE, &code, true, 200)
-        .await;
-    let code = flow.code("");
-    flow.callback("callback, lab-2", &lab_state, &code, false, 200).await;
     let forged = format!("{}x", &OAUTH_STATE_VALUE[..OAUTH_STATE_VALUE.len() - 1]);
-    let code = flow.code("");
-    flow.callback("callback, forged state", &forged, &code, true, 403).await;
+    let steps = vec![
+        flow.callback("callback (browser)", &json_state, "", false, 200),
+        flow.callback("callback replayed", &json_state, "", false, 403),
+        step(
+            "callback, provider error",
+            Route::CALLBACK,
+            with_query(
+                event_request("callback"),
+                &format!("error=access_denied&error_description=The+user+said+no&state={form_state}"),
+            ),
+            400,
+        ),
+        flow.callback("callback, failed exchange", &rejected_state, "REJECT-", false, 502),
+        flow.callback(
+            "callback, failed exchange (JSON)",
+            OAUTH_STATE_VALUE,
+            "REJECT-",
+            true,
+            502,
+        ),
+        flow.callback("callback, shared state (JSON)", OAUTH_STATE_VALUE, "", true, 200),
+        flow.callback("callback, lab-2", &lab_state, "", false, 200),
+        flow.callback("callback, forged state", &forged, "", true, 403),
+    ];
+    flow.run(steps).await;
 
     // Tokens: fresh, by either header, refused ways of asking, refreshed, refresh failures.
-    flow.token("token, fresh", "", 200).await;
-    let reply = flow
-        .call("token, X-API-Key", Route::TOKEN, x_api_key("token", "", API_KEY_VALUE))
-        .await;
-    Flow::expect(&reply, 200, "token, X-API-Key");
-    let reply = flow
-        .call("token, wrong key", Route::TOKEN, keyed("token", "", WRONG_KEY))
-        .await;
-    Flow::expect(&reply, 401, "token, wrong key");
-    let reply = flow
-        .call(
+    flow.run(vec![
+        ask("token, fresh", Route::TOKEN, "", 200),
+        step(
+            "token, X-API-Key",
+            Route::TOKEN,
+            x_api_key("token", "", API_KEY_VALUE),
+            200,
+        ),
+        wrong_key("token, wrong key", Route::TOKEN),
+        step(
             "token, wrong X-API-Key",
             Route::TOKEN,
             x_api_key("token", "", WRONG_KEY),
-        )
-        .await;
-    Flow::expect(&reply, 401, "token, wrong X-API-Key");
-    let reply = flow
-        .call(
+            401,
+        ),
+        step(
             "token, key in the query",
             Route::TOKEN,
             with_query(event_request("token-no-key"), &format!("api_key={API_KEY_VALUE}")),
-        )
-        .await;
-    Flow::expect(&reply, 400, "token, key in the query");
-    flow.token("token, lab-2", "connection=lab-2", 200).await;
-    flow.token("token, min_ttl", "min_ttl=3600", 200).await;
+            400,
+        ),
+        ask("token, lab-2", Route::TOKEN, "connection=lab-2", 200),
+        ask("token, min_ttl", Route::TOKEN, "min_ttl=3600", 200),
+    ])
+    .await;
     flow.h.clock.advance(1800);
-    flow.token("token, refreshed", "", 200).await;
+    flow.run(vec![ask("token, refreshed", Route::TOKEN, "", 200)]).await;
     flow.h.clock.advance(1800);
     flow.issuer.refreshes(DOWN);
-    flow.token("token, refresh fails (500)", "", 502).await;
-    let reply = flow
-        .call(
-            "verify, access expired",
-            Route::VERIFY,
-            keyed("verify", "", API_KEY_VALUE),
-        )
-        .await;
-    Flow::expect(&reply, 202, "verify, access expired");
+    flow.run(vec![
+        ask("token, refresh fails (500)", Route::TOKEN, "", 502),
+        ask("verify, access expired", Route::VERIFY, "", 202),
+    ])
+    .await;
     flow.issuer.refreshes(REVOKED);
-    flow.token("token, invalid_grant", "", 401).await;
-    flow.token("token, after invalid_grant", "", 401).await;
-    let reply = flow
-        .call("verify, marked", Route::VERIFY, keyed("verify", "", API_KEY_VALUE))
-        .await;
-    Flow::expect(&reply, 404, "verify, marked");
-    let reply = flow
-        .call("verify, wrong key", Route::VERIFY, keyed("verify", "", WRONG_KEY))
-        .await;
-    Flow::expect(&reply, 401, "verify, wrong key");
+    flow.run(vec![
+        ask("token, invalid_grant", Route::TOKEN, "", 401),
+        ask("token, after invalid_grant", Route::TOKEN, "", 401),
+        ask("verify, marked", Route::VERIFY, "", 404),
+        wrong_key("verify, wrong key", Route::VERIFY),
+    ])
+    .await;
 
     // A new login heals the connection; then keep-alive: refreshed, failed, refused.
     flow.issuer.refreshes(WORKING);
-    let code = flow.code("");
-    flow.callback("callback, re-login", OAUTH_STATE_VALUE, &code, false, 200)
-        .await;
-    let reply = flow
-        .call(
-            "verify, all connections",
-            Route::VERIFY,
-            keyed("verify", "", API_KEY_VALUE),
-        )
-        .await;
-    Flow::expect(&reply, 200, "verify, all connections");
+    let steps = vec![
+        flow.callback("callback, re-login", OAUTH_STATE_VALUE, "", false, 200),
+        ask("verify, all connections", Route::VERIFY, "", 200),
+    ];
+    flow.run(steps).await;
     let mut reports = Vec::new();
     for mode in [WORKING, DOWN, REVOKED] {
         flow.issuer.refreshes(mode);
@@ -473,58 +523,27 @@ async fn run_flow(flow: &mut Flow) {
     // Revocation: success, the provider refusing (tokens kept), forced.
     flow.issuer.refreshes(WORKING);
     let lab_state = flow.login_json("lab-2").await;
-    let code = flow.code("");
-    flow.callback("callback, lab-2 again", &lab_state, &code, true, 200)
-        .await;
-    let code = flow.code("");
-    flow.callback("callback, before revoking", OAUTH_STATE_VALUE, &code, true, 200)
-        .await;
-    let reply = flow
-        .call("revoke", Route::REVOKE, keyed("revoke", "", API_KEY_VALUE))
-        .await;
-    Flow::expect(&reply, 200, "revoke");
-    let code = flow.code("");
-    flow.callback("callback, again", OAUTH_STATE_VALUE, &code, true, 200)
-        .await;
+    let steps = vec![
+        flow.callback("callback, lab-2 again", &lab_state, "", true, 200),
+        flow.callback("callback, before revoking", OAUTH_STATE_VALUE, "", true, 200),
+        ask("revoke", Route::REVOKE, "", 200),
+        flow.callback("callback, again", OAUTH_STATE_VALUE, "", true, 200),
+    ];
+    flow.run(steps).await;
     flow.issuer.revocations(DOWN);
-    let reply = flow
-        .call(
-            "revoke, provider down",
-            Route::REVOKE,
-            keyed("revoke", "", API_KEY_VALUE),
-        )
-        .await;
-    Flow::expect(&reply, 503, "revoke, provider down");
-    let reply = flow
-        .call(
-            "revoke, forced",
-            Route::REVOKE,
-            keyed("revoke", "force=true", API_KEY_VALUE),
-        )
-        .await;
-    Flow::expect(&reply, 200, "revoke, forced");
-    let reply = flow
-        .call(
-            "revoke, lab-2, provider down",
-            Route::REVOKE,
-            keyed("revoke", "connection=lab-2", API_KEY_VALUE),
-        )
-        .await;
-    Flow::expect(&reply, 503, "revoke, lab-2, provider down");
+    flow.run(vec![
+        ask("revoke, provider down", Route::REVOKE, "", 503),
+        ask("revoke, forced", Route::REVOKE, "force=true", 200),
+        ask("revoke, lab-2, provider down", Route::REVOKE, "connection=lab-2", 503),
+    ])
+    .await;
     flow.issuer.revocations(WORKING);
-    let reply = flow
-        .call(
-            "revoke, lab-2",
-            Route::REVOKE,
-            keyed("revoke", "connection=lab-2", API_KEY_VALUE),
-        )
-        .await;
-    Flow::expect(&reply, 200, "revoke, lab-2");
-    let reply = flow
-        .call("revoke, wrong key", Route::REVOKE, keyed("revoke", "", WRONG_KEY))
-        .await;
-    Flow::expect(&reply, 401, "revoke, wrong key");
-    flow.token("token, after revoking", "", 401).await;
+    flow.run(vec![
+        ask("revoke, lab-2", Route::REVOKE, "connection=lab-2", 200),
+        wrong_key("revoke, wrong key", Route::REVOKE),
+        ask("token, after revoking", Route::TOKEN, "", 401),
+    ])
+    .await;
 }
 
 /// Redis unreachable, with a password in REDIS_URL: every route fails, and says nothing of it.
@@ -533,38 +552,37 @@ async fn run_store_outage(exchanges: &mut Vec<Exchange>, overrides: &[(&str, &st
     let mut all = overrides.to_vec();
     all.push(("REDIS_URL", &url));
     let h = Harness::with(&all).await;
-    for (label, route, request) in [
-        ("token, Redis down", Route::TOKEN, keyed("token", "", API_KEY_VALUE)),
-        ("verify, Redis down", Route::VERIFY, keyed("verify", "", API_KEY_VALUE)),
-        ("revoke, Redis down", Route::REVOKE, keyed("revoke", "", API_KEY_VALUE)),
-        (
-            "login, Redis down",
-            Route::LOGIN,
-            keyed("login-json", "", API_KEY_VALUE),
-        ),
-        (
+    let mut wrong = Vec::new();
+    for Step {
+        label,
+        route,
+        request,
+        status,
+    } in [
+        ask("token, Redis down", Route::TOKEN, "", 503),
+        ask("verify, Redis down", Route::VERIFY, "", 503),
+        ask("revoke, Redis down", Route::REVOKE, "", 503),
+        ask("login, Redis down", Route::LOGIN, "", 503),
+        step(
             "callback, Redis down",
             Route::CALLBACK,
             with_query(
                 event_request("callback"),
                 &format!("code=AUTHCODE-OUTAGE-e5b1&state={OAUTH_STATE_VALUE}"),
             ),
+            503,
         ),
     ] {
         let reply = h.call_request(route, request).await;
-        assert_eq!(reply.status, 503, "{label}: {}", reply.body);
-        exchanges.push(Exchange {
-            label: label.to_owned(),
-            route,
-            status: reply.status,
-            headers: reply
-                .headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                .collect(),
-            body: reply.body,
-        });
+        if reply.status != status {
+            wrong.push(format!(
+                "{label}: expected HTTP {status}, got {}: {}",
+                reply.status, reply.body
+            ));
+        }
+        exchanges.push(Exchange::of(&label, route, &reply));
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     let error = keepalive::run(&h.app).await.unwrap_err();
     let described = format!("{error}\n{error:?}\n{:?}", h.app.config);
     assert!(h.app.store.load("x").await.is_err());
@@ -619,9 +637,15 @@ async fn serve_flow(log_env: &[(&str, &str)]) -> (String, Vec<String>) {
     };
     let mut seen = Vec::new();
     let mut bodies = String::new();
+    let mut wrong = Vec::new();
     let mut send = async |label: &str, request: reqwest::RequestBuilder, status: u16| {
         let response = request.send().await.unwrap();
-        assert_eq!(response.status().as_u16(), status, "serve, {label}");
+        if response.status().as_u16() != status {
+            wrong.push(format!(
+                "serve, {label}: expected HTTP {status}, got {}",
+                response.status()
+            ));
+        }
         let body = response.text().await.unwrap();
         bodies.push_str(&body);
         bodies.push('\n');
@@ -632,32 +656,37 @@ async fn serve_flow(log_env: &[(&str, &str)]) -> (String, Vec<String>) {
     let login: serde_json::Value = serde_json::from_str(&body).unwrap();
     let state = state_of(login["authorization_url"].as_str().unwrap());
     seen.push(state.clone());
+    let revoke = client
+        .post(format!("{base}/revoke"))
+        .header("authorization", format!("Bearer {API_KEY_VALUE}"));
+    let mut steps = Vec::new();
     for (code, state, status) in [
         ("AUTHCODE-SERVE1-e5b1", state.as_str(), 200),
         ("AUTHCODE-SERVE2-e5b1", state.as_str(), 403),
         ("AUTHCODE-SERVE3-e5b1", OAUTH_STATE_VALUE, 200),
     ] {
         seen.push(code.to_owned());
-        send(
+        steps.push((
             "callback",
             get(format!("/callback?code={code}&state={state}"), None),
             status,
-        )
-        .await;
+        ));
     }
-    send("token", get("/token".into(), Some(API_KEY_VALUE)), 200).await;
-    send("token, wrong key", get("/token".into(), Some(WRONG_KEY)), 401).await;
-    send(
-        "token, key in the query",
-        get(format!("/token?api_key={API_KEY_VALUE}"), None),
-        400,
-    )
-    .await;
-    send("verify", get("/verify".into(), Some(API_KEY_VALUE)), 200).await;
-    let revoke = client
-        .post(format!("{base}/revoke"))
-        .header("authorization", format!("Bearer {API_KEY_VALUE}"));
-    send("revoke", revoke, 200).await;
+    steps.extend([
+        ("token", get("/token".into(), Some(API_KEY_VALUE)), 200),
+        ("token, wrong key", get("/token".into(), Some(WRONG_KEY)), 401),
+        (
+            "token, key in the query",
+            get(format!("/token?api_key={API_KEY_VALUE}"), None),
+            400,
+        ),
+        ("verify", get("/verify".into(), Some(API_KEY_VALUE)), 200),
+        ("revoke", revoke, 200),
+    ]);
+    for (label, request, status) in steps {
+        send(label, request, status).await;
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     let tokens_issued = issuer.issued_tokens();
     assert_eq!(tokens_issued.len(), 4, "{tokens_issued:?}");
     for request in provider.received_requests().await.unwrap() {
@@ -716,7 +745,7 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
         std::env::set_var("RUST_LOG", "trace");
     }
     let logs = LogBuffer::default();
-    token_broker::base::logging::init_with_writer(logs.writer());
+    init_with_writer(logs.writer());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -760,8 +789,8 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
         // Debug prints of what holds secrets.
         let issued = issuer.issued_tokens();
         let stored = tokens(&issued[0], &issued[1], START + 1799, START + 86_400);
-        let record = token_broker::base::record::ConnectionRecord::Active(stored.clone());
-        let grant = token_broker::oauth::provider::parse_response(
+        let record = ConnectionRecord::Active(stored.clone());
+        let grant = parse_response(
             reqwest::StatusCode::OK,
             None,
             serde_json::to_vec(&grant_body("ACCESS-TOKEN-DEBUG-a91f", "REFRESH-TOKEN-DEBUG-3c7d"))
@@ -769,12 +798,12 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
                 .as_slice(),
         )
         .unwrap();
-        let pending = token_broker::oauth::authorization::PendingLogin {
-            code_verifier: token_broker::base::secret::Secret::new(verifiers[0].clone()),
+        let pending = PendingLogin {
+            code_verifier: Secret::new(verifiers[0].clone()),
             connection: "default".into(),
             issued_at: START,
         };
-        let started = token_broker::oauth::authorization::Started {
+        let started = Started {
             authorization_url: format!(
                 "https://provider.example/authorize?client_id=c&state={}",
                 flow.states[0]
@@ -893,12 +922,17 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
             found.join("\n")
         );
         for (run, (printed, _)) in serve_runs.iter().enumerate() {
-            // The binary logs each request's path, never its query (the callback's code).
+            // The binary logs each request's path, never its query (the callback's code), and
+            // nothing at TRACE.
             assert!(
                 printed.contains("/callback"),
                 "serve run {run} logged no request:\n{printed}"
             );
             assert!(!printed.contains("/callback?"), "serve run {run}:\n{printed}");
+            assert!(
+                !printed.contains("TRACE"),
+                "serve run {run} logged at TRACE:\n{printed}"
+            );
         }
 
         // ---- the capture itself worked, and the level was capped
@@ -931,12 +965,6 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
             .collect();
         assert!(traces.is_empty(), "TRACE lines were logged: {traces:#?}");
         assert!(log_lines.len() >= 40, "only {} log lines:\n{text}", log_lines.len());
-        for (run, (printed, _)) in serve_runs.iter().enumerate() {
-            assert!(
-                !printed.contains("TRACE"),
-                "serve run {run} logged at TRACE:\n{printed}"
-            );
-        }
         assert!(
             metric_lines.len() >= 5 && metric_lines.iter().any(|l| l.contains("Refreshes")),
             "{metric_lines:?}"
