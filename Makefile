@@ -24,7 +24,7 @@ keepalive: ## Run one keep-alive pass over the local store (or REDIS_URL) and pr
 
 test: ## Run every test against a throw-away Redis and a fake provider (installs redis-server if missing)
 	cargo fmt --all -- --check
-	scripts/with-redis.sh cargo test --all-targets --all-features --locked
+	scripts/with-services.sh cargo test --all-targets --all-features --locked
 	cargo clippy --all-targets --all-features --locked -- -D warnings
 	scripts/lint-template.sh
 	scripts/e2e.sh

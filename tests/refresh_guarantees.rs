@@ -63,13 +63,16 @@ async fn token_refreshes_once_under_concurrent_calls_on_the_embedded_store() {
     fifty_callers_at_expiry(Harness::embedded(&[]).await).await;
 }
 
-/// Callers split over three `serve` processes sharing one Redis: the lock is in the store, so
-/// it holds across processes as it does across Lambda instances.
-#[cfg(feature = "local")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_refreshes_once_across_processes_sharing_redis() {
+async fn token_refreshes_once_under_concurrent_calls_on_dynamodb() {
+    fifty_callers_at_expiry(Harness::dynamodb(&[]).await).await;
+}
+
+/// 50 callers split over three `serve` processes sharing `store` (which `store_env` configures):
+/// the lock is in the store, so it holds across processes as it does across Lambda instances.
+#[cfg(feature = "local")]
+async fn fifty_callers_over_three_processes<S: Store>(store: S, store_env: Vec<(String, String)>) {
     use common::process::*;
-    use token_broker::{base::secret::Secret, base::store::RedisStore};
 
     let provider = wiremock::MockServer::start().await;
     let fake = Arc::new(RotatingProvider::holding("refresh-0"));
@@ -80,7 +83,6 @@ async fn token_refreshes_once_across_processes_sharing_redis() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let store = RedisStore::new(&Secret::new(redis_url()), Duration::from_secs(2)).unwrap();
     let key = format!("{prefix}:conn:default:tokens");
     let expired = TokenSet {
         issued_at: now - 1800,
@@ -95,7 +97,7 @@ async fn token_refreshes_once_across_processes_sharing_redis() {
     for n in 0..3 {
         let dir = scratch_dir(&format!("multi-{n}"));
         let mut env = local_env(&provider, closed_port(), &dir);
-        env.push(("REDIS_URL".into(), redis_url()));
+        env.extend(store_env.iter().cloned());
         env.push(("KEY_PREFIX".into(), prefix.clone()));
         servers.push(Arc::new(Server::start(&dir, &env).await));
     }
@@ -122,6 +124,21 @@ async fn token_refreshes_once_across_processes_sharing_redis() {
     for server in servers {
         Arc::into_inner(server).unwrap().stop();
     }
+}
+
+#[cfg(feature = "local")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_refreshes_once_across_processes_sharing_redis() {
+    use token_broker::base::{secret::Secret, store::RedisStore};
+    let store = RedisStore::new(&Secret::new(redis_url()), Duration::from_secs(2)).unwrap();
+    fifty_callers_over_three_processes(store, vec![("REDIS_URL".into(), redis_url())]).await;
+}
+
+#[cfg(feature = "local")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_refreshes_once_across_processes_sharing_dynamodb() {
+    let env = dynamodb_vars().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    fifty_callers_over_three_processes(dynamodb_store(Duration::from_secs(2)).await, env).await;
 }
 
 #[tokio::test]

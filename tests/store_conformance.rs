@@ -242,6 +242,10 @@ fn redis() -> RedisStore {
     RedisStore::new(&Secret::new(common::redis_url()), Duration::from_secs(2)).unwrap()
 }
 
+async fn dynamodb() -> token_broker::base::store::DynamoStore {
+    common::dynamodb_store(Duration::from_secs(2)).await
+}
+
 /// Each test gets its own database under cargo's scratch directory for tests (target/tmp).
 fn embedded() -> EmbeddedStore {
     EmbeddedStore::open(&common::scratch_dir("conformance")).unwrap()
@@ -256,6 +260,10 @@ macro_rules! conformance {
         mod embedded_store {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() { super::$case(super::embedded()).await })*
+        }
+        mod dynamodb_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(super::dynamodb().await).await })*
         }
     };
 }

@@ -8,8 +8,10 @@ use thiserror::Error;
 
 use crate::base::{
     api_keys::{ApiKeys, parse_digest},
+    aws,
     sealing::parse_key,
     secret::Secret,
+    store::DynamoConfig,
 };
 
 /// How the broker authenticates to the provider's token endpoint (RFC 6749 §2.3.1).
@@ -53,7 +55,9 @@ pub struct Config {
     /// Namespace for every store key, so several brokers can share one Redis.
     pub key_prefix: String,
     pub provider_timeout: Duration,
-    pub redis_timeout: Duration,
+    /// How long one store operation may take, retries included (`STORE_TIMEOUT`, or its older
+    /// name `REDIS_TIMEOUT`).
+    pub store_timeout: Duration,
     /// How long a `/token` call waits for another caller's refresh before giving up with 503.
     pub refresh_wait: Duration,
     /// Keep-alive refreshes connections whose refresh token expires within this window.
@@ -62,11 +66,13 @@ pub struct Config {
     pub keepalive_interval: Duration,
 }
 
-/// Where the tokens live: Redis when `REDIS_URL` is set, else the embedded on-disk store of local
-/// mode (refused on Lambda, where each instance would hold its own tokens).
+/// Where the tokens live: Redis when `REDIS_URL` is set, DynamoDB when `DYNAMODB_TABLE` is (never
+/// both), else the embedded on-disk store of local mode (refused on Lambda, where each instance
+/// would hold its own tokens).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     Redis { url: Secret },
+    DynamoDb(DynamoConfig),
     Embedded { dir: PathBuf },
 }
 
@@ -118,18 +124,7 @@ impl Config {
         }
         let redirect_uri = vars.required("REDIRECT_URI")?;
         check_url("REDIRECT_URI", &redirect_uri)?;
-        let store = match vars.optional("REDIS_URL") {
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                StoreConfig::Redis { url: Secret::new(url) }
-            }
-            Some(_) => return Err(invalid("REDIS_URL", "must start with redis:// or rediss://")),
-            None => StoreConfig::Embedded {
-                dir: PathBuf::from(
-                    vars.optional("DATA_DIR")
-                        .unwrap_or_else(|| "./.token-broker".to_owned()),
-                ),
-            },
-        };
+        let store = store(&vars)?;
         let token_auth_method = match vars.optional("TOKEN_AUTH_METHOD").as_deref() {
             None | Some("client_secret_post") => TokenAuthMethod::ClientSecretPost,
             Some("client_secret_basic") => TokenAuthMethod::ClientSecretBasic,
@@ -167,7 +162,10 @@ impl Config {
             refresh_skew: vars.seconds("REFRESH_SKEW", 60, 0..=3600)?,
             key_prefix,
             provider_timeout: vars.seconds("PROVIDER_TIMEOUT", 10, 1..=120)?,
-            redis_timeout: vars.seconds("REDIS_TIMEOUT", 2, 1..=60)?,
+            store_timeout: match vars.optional("STORE_TIMEOUT") {
+                Some(_) => vars.seconds("STORE_TIMEOUT", 2, 1..=60)?,
+                None => vars.seconds("REDIS_TIMEOUT", 2, 1..=60)?,
+            },
             refresh_wait: vars.seconds("REFRESH_WAIT", 5, 0..=120)?,
             keepalive_window: vars.seconds("KEEPALIVE_WINDOW", 7 * 86400, 0..=365 * 86400)?,
             keepalive_interval: vars.seconds("KEEPALIVE_INTERVAL", 3600, 0..=7 * 86400)?,
@@ -187,6 +185,68 @@ pub const REQUIRED: [&str; 7] = [
     "OAUTH_STATE",
     "API_KEY",
 ];
+
+/// The one store the variables choose.
+fn store<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<StoreConfig, ConfigError> {
+    match (vars.optional("REDIS_URL"), vars.optional("DYNAMODB_TABLE")) {
+        (Some(_), Some(_)) => Err(invalid(
+            "DYNAMODB_TABLE",
+            "REDIS_URL is set too; configure exactly one store",
+        )),
+        (Some(url), None) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Ok(StoreConfig::Redis { url: Secret::new(url) })
+        }
+        (Some(_), None) => Err(invalid("REDIS_URL", "must start with redis:// or rediss://")),
+        (None, Some(table)) => {
+            // DynamoDB's own rule for table names.
+            let valid = (3..=255).contains(&table.len())
+                && table
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !valid {
+                return Err(invalid(
+                    "DYNAMODB_TABLE",
+                    "must be 3 to 255 characters from A-Z, a-z, 0-9, '_', '-' and '.'",
+                ));
+            }
+            let region = vars
+                .optional("AWS_REGION")
+                .or_else(|| vars.optional("AWS_DEFAULT_REGION"))
+                .ok_or(ConfigError::Missing(vec!["AWS_REGION"]))?;
+            if !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(invalid("AWS_REGION", "is not an AWS region name"));
+            }
+            let endpoint_var = ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"]
+                .into_iter()
+                .find(|name| vars.optional(name).is_some());
+            let endpoint = match endpoint_var {
+                Some(name) => {
+                    let endpoint = vars.required(name)?;
+                    check_url(name, &endpoint)?;
+                    Some(endpoint)
+                }
+                None => None,
+            };
+            let credentials =
+                aws::credentials(|name| vars.optional(name)).map_err(|name| ConfigError::Missing(vec![name]))?;
+            Ok(StoreConfig::DynamoDb(DynamoConfig {
+                table,
+                region,
+                endpoint,
+                credentials,
+            }))
+        }
+        (None, None) => Ok(StoreConfig::Embedded {
+            dir: PathBuf::from(
+                vars.optional("DATA_DIR")
+                    .unwrap_or_else(|| "./.token-broker".to_owned()),
+            ),
+        }),
+    }
+}
 
 /// `API_KEY` plus the comma-separated `API_KEYS`, and the SHA-256 digests in `API_KEY_SHA256S`.
 fn api_keys<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<ApiKeys, ConfigError> {
@@ -318,6 +378,87 @@ mod tests {
 
     fn load(vars: &HashMap<&'static str, &'static str>) -> Result<Config, ConfigError> {
         Config::from_lookup(|name| vars.get(name).map(|v| v.to_string()))
+    }
+
+    fn dynamodb() -> HashMap<&'static str, &'static str> {
+        let mut vars = base();
+        vars.remove("REDIS_URL");
+        vars.extend([
+            ("DYNAMODB_TABLE", "token-broker"),
+            ("AWS_REGION", "eu-central-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret-value"),
+            ("AWS_SESSION_TOKEN", "aws-session-token"),
+        ]);
+        vars
+    }
+
+    #[test]
+    fn dynamodb_table_selects_dynamodb_with_the_role_s_credentials() {
+        let config = load(&dynamodb()).unwrap();
+        let StoreConfig::DynamoDb(table) = &config.store else {
+            panic!("{:?}", config.store)
+        };
+        assert_eq!(
+            (table.table.as_str(), table.region.as_str()),
+            ("token-broker", "eu-central-1")
+        );
+        assert_eq!(table.endpoint, None);
+        assert_eq!(table.credentials.access_key_id, "AKIDEXAMPLE");
+        assert!(table.credentials.session_token.is_some());
+        let printed = format!("{config:?}");
+        for secret in ["aws-secret-value", "aws-session-token", "AKIDEXAMPLE"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+
+    #[test]
+    fn exactly_one_store_may_be_configured() {
+        let mut vars = dynamodb();
+        vars.insert("REDIS_URL", "redis://127.0.0.1:6379");
+        assert!(matches!(
+            load(&vars),
+            Err(ConfigError::Invalid {
+                name: "DYNAMODB_TABLE",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn dynamodb_needs_a_region_credentials_and_a_valid_table_name() {
+        for (missing, named) in [
+            ("AWS_REGION", "AWS_REGION"),
+            ("AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+            ("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+        ] {
+            let mut vars = dynamodb();
+            vars.remove(missing);
+            assert_eq!(load(&vars).unwrap_err(), ConfigError::Missing(vec![named]), "{missing}");
+        }
+        let mut vars = dynamodb();
+        vars.insert("DYNAMODB_TABLE", "no spaces");
+        assert!(matches!(
+            load(&vars),
+            Err(ConfigError::Invalid {
+                name: "DYNAMODB_TABLE",
+                ..
+            })
+        ));
+        let mut vars = dynamodb();
+        vars.insert("AWS_ENDPOINT_URL_DYNAMODB", "http://dynamodb.example.com");
+        assert!(matches!(
+            load(&vars),
+            Err(ConfigError::Invalid {
+                name: "AWS_ENDPOINT_URL_DYNAMODB",
+                ..
+            })
+        ));
+        vars.insert("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000");
+        let StoreConfig::DynamoDb(table) = load(&vars).unwrap().store else {
+            panic!()
+        };
+        assert_eq!(table.endpoint.as_deref(), Some("http://127.0.0.1:8000"));
     }
 
     #[test]

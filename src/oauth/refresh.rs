@@ -324,5 +324,5 @@ async fn current_generation<S: Store>(app: &App<S>, key: &str) -> Result<Option<
 /// Long enough to cover a provider call that runs to its timeout plus the store write, so a
 /// live holder never loses its lock; short enough that a crashed holder blocks only briefly.
 fn lock_ttl<S>(app: &App<S>) -> Duration {
-    app.config.provider_timeout + 2 * app.config.redis_timeout + Duration::from_secs(1)
+    app.config.provider_timeout + 2 * app.config.store_timeout + Duration::from_secs(1)
 }

@@ -9,16 +9,16 @@ use lambda_http::{
 use serde_json::Value;
 
 use crate::{
-    base::{aws::secrets, clock::SystemClock, config::Config, logging, store::RedisStore, tls},
+    base::{aws::secrets, clock::SystemClock, config::Config, logging, store::AnyStore, tls},
     http::routes::{self, Route},
     oauth::{app::App, keepalive},
-    serve::{InitError, require_shared_store},
+    serve::{InitError, shared_store},
 };
 
 /// Serves every invocation of an HTTP function with `route`, its row of the route table. The
 /// row holds only its own handler, so only that route's code is linked into the function: a
 /// smaller binary that maps fewer pages at a cold start.
-pub fn run(route: Route<RedisStore>) -> Result<(), Error> {
+pub fn run(route: Route<AnyStore>) -> Result<(), Error> {
     with_app(|app| async move {
         let mut handler = Adapter::from(service_fn(move |request: Request| async move {
             Ok::<Response<Body>, Infallible>(routes::handle(app, route, request).await)
@@ -112,7 +112,7 @@ pub fn run_keepalive() -> Result<(), Error> {
 /// fails the function's init, so a misconfigured function never answers a request.
 fn with_app<F, Fut>(serve: F) -> Result<(), Error>
 where
-    F: FnOnce(&'static App<RedisStore>) -> Fut,
+    F: FnOnce(&'static App<AnyStore>) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
 {
     logging::init();
@@ -123,9 +123,11 @@ where
         let app = app_from_env()
             .await
             .inspect_err(|error| tracing::error!(%error, "initialization failed"))?;
-        app.store.connect_early();
+        if let AnyStore::Redis(redis) = &app.store {
+            redis.connect_early();
+        }
         // The state lives as long as the process, which serves until Lambda shuts it down.
-        let app: &'static App<RedisStore> = Box::leak(Box::new(app));
+        let app: &'static App<AnyStore> = Box::leak(Box::new(app));
         serve(app).await
     })
 }
@@ -134,8 +136,8 @@ where
 type Lookup = dyn Fn(&str) -> Option<String>;
 
 /// A function's start-up: configuration from the environment (completed from the Secrets
-/// Manager secret named by `SECRETS_ARN`, if any), Redis as the store.
-async fn app_from_env() -> Result<App<RedisStore>, InitError> {
+/// Manager secret named by `SECRETS_ARN`, if any), Redis or DynamoDB as the store.
+async fn app_from_env() -> Result<App<AnyStore>, InitError> {
     let env = |name: &str| std::env::var(name).ok();
     // One boxed lookup instead of two instances of the generic loader: smaller binary.
     let lookup: Box<Lookup> = match env(secrets::ARN_VAR).filter(|arn| !arn.trim().is_empty()) {
@@ -148,6 +150,6 @@ async fn app_from_env() -> Result<App<RedisStore>, InitError> {
         }
     };
     let config = Config::from_lookup(lookup)?;
-    let store = RedisStore::new(require_shared_store(&config)?, config.redis_timeout)?;
+    let store = shared_store(&config)?;
     Ok(App::new(config, store, Arc::new(SystemClock)))
 }

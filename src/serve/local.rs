@@ -16,14 +16,14 @@ use crate::{
         clock::SystemClock,
         config::{Config, ConfigError, StoreConfig},
         logging,
-        store::{AnyStore, EmbeddedStore, RedisStore, Store, StoreError},
+        store::{AnyStore, DynamoStore, EmbeddedStore, Store, StoreError},
     },
     http::routes::Route,
     oauth::{
         app::{App, on_lambda},
         keepalive,
     },
-    serve::{InitError, http1, require_shared_store},
+    serve::{InitError, http1, shared_store},
 };
 
 /// Why local mode stopped. A person fixes the first kind (exit 2); the second is a failure
@@ -105,8 +105,8 @@ fn start() -> Result<(), LocalError> {
             .or_else(|| (name == "REDIRECT_URI").then(|| default_redirect.clone()))
     })
     .map_err(LocalError::Config)?;
-    if on_lambda() {
-        require_shared_store(&config).map_err(LocalError::Init)?;
+    if on_lambda() && matches!(config.store, StoreConfig::Embedded { .. }) {
+        return Err(LocalError::Init(InitError::EmbeddedStoreOnLambda));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -114,7 +114,7 @@ fn start() -> Result<(), LocalError> {
         .map_err(LocalError::Runtime)?;
     // The Redis client needs a running runtime to set up its connection task.
     runtime.block_on(async move {
-        let store = open_store(&config)?;
+        let store = open_store(&config).await?;
         let description = describe_store(&config.store);
         let app = Arc::new(App::new(config, store, Arc::new(SystemClock)));
         if once {
@@ -125,13 +125,19 @@ fn start() -> Result<(), LocalError> {
     })
 }
 
-fn open_store(config: &Config) -> Result<AnyStore, LocalError> {
-    Ok(match &config.store {
-        StoreConfig::Redis { url } => {
-            AnyStore::Redis(RedisStore::new(url, config.redis_timeout).map_err(LocalError::Store)?)
+async fn open_store(config: &Config) -> Result<AnyStore, LocalError> {
+    match &config.store {
+        StoreConfig::Embedded { dir } => Ok(AnyStore::Embedded(
+            EmbeddedStore::open(dir).map_err(LocalError::StoreInUse)?,
+        )),
+        // An emulator starts empty: the table is made here. On AWS the template makes it.
+        StoreConfig::DynamoDb(table) if table.endpoint.is_some() => {
+            let store = DynamoStore::new(table, config.store_timeout).map_err(LocalError::Store)?;
+            store.ensure_table().await.map_err(LocalError::Store)?;
+            Ok(AnyStore::DynamoDb(store))
         }
-        StoreConfig::Embedded { dir } => AnyStore::Embedded(EmbeddedStore::open(dir).map_err(LocalError::StoreInUse)?),
-    })
+        _ => shared_store(config).map_err(LocalError::Init),
+    }
 }
 
 async fn serve(app: Arc<App<AnyStore>>, address: SocketAddr, store: &str) -> Result<(), LocalError> {
@@ -256,6 +262,10 @@ fn describe_store(config: &StoreConfig) -> String {
                 .unwrap_or_else(|| "(unparsable URL)".to_owned());
             format!("Redis at {place}")
         }
+        StoreConfig::DynamoDb(table) => match &table.endpoint {
+            Some(endpoint) => format!("DynamoDB table {} at {endpoint}", table.table),
+            None => format!("DynamoDB table {} in {}", table.table, table.region),
+        },
         StoreConfig::Embedded { dir } => format!("embedded, {}", dir.join("tokens.redb").display()),
     }
 }

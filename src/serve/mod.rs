@@ -11,9 +11,8 @@ use thiserror::Error;
 
 use crate::base::{
     aws::secrets::SecretsError,
-    config::{ConfigError, StoreConfig},
-    secret::Secret,
-    store::StoreError,
+    config::{Config, ConfigError, StoreConfig},
+    store::{AnyStore, DynamoStore, RedisStore, StoreError},
 };
 
 /// Why a function could not start. It fails its init, so a misconfigured function never answers
@@ -31,17 +30,18 @@ pub enum InitError {
     #[error("reading the secrets from Secrets Manager failed: {0}")]
     Secrets(#[from] SecretsError),
     #[error(
-        "REDIS_URL is not set; it is required on AWS Lambda, where the embedded store cannot work \
-         (each instance would hold its own tokens)"
+        "neither REDIS_URL nor DYNAMODB_TABLE is set; one is required on AWS Lambda, where the \
+         embedded store cannot work (each instance would hold its own tokens)"
     )]
     EmbeddedStoreOnLambda,
 }
 
-/// The Redis URL, which every instance on Lambda must share: an embedded store there would give
-/// each instance tokens of its own.
-pub fn require_shared_store(config: &crate::base::config::Config) -> Result<&Secret, InitError> {
-    match &config.store {
-        StoreConfig::Redis { url } => Ok(url),
-        StoreConfig::Embedded { .. } => Err(InitError::EmbeddedStoreOnLambda),
-    }
+/// The store every instance shares, as configured: Redis or DynamoDB. The embedded store is
+/// refused, since it would give each Lambda instance tokens of its own. Connects to nothing yet.
+pub fn shared_store(config: &Config) -> Result<AnyStore, InitError> {
+    Ok(match &config.store {
+        StoreConfig::Redis { url } => AnyStore::Redis(RedisStore::new(url, config.store_timeout)?),
+        StoreConfig::DynamoDb(table) => AnyStore::DynamoDb(DynamoStore::new(table, config.store_timeout)?),
+        StoreConfig::Embedded { .. } => return Err(InitError::EmbeddedStoreOnLambda),
+    })
 }

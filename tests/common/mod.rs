@@ -1,4 +1,4 @@
-//! Shared test set-up: a real Redis (started by `scripts/with-redis.sh`, see `make test`), a fake
+//! Shared test set-up: a real Redis (started by `scripts/with-services.sh`, see `make test`), a fake
 //! provider over real HTTP on 127.0.0.1 (wiremock), a clock the tests move, and the handlers
 //! driven by the API Gateway events in `events/`.
 
@@ -18,12 +18,14 @@ use std::{
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use token_broker::{
-    base::clock::ManualClock,
-    base::config::{Config, StoreConfig},
-    base::connection::DEFAULT as DEFAULT_CONNECTION,
-    base::record::{ConnectionRecord, TokenSet},
-    base::secret::Secret,
-    base::store::{Expect, RedisStore, Store},
+    base::{
+        clock::ManualClock,
+        config::{Config, StoreConfig},
+        connection::DEFAULT as DEFAULT_CONNECTION,
+        record::{ConnectionRecord, TokenSet},
+        secret::Secret,
+        store::{DynamoStore, Expect, RedisStore, Store},
+    },
     http::routes::{self, Route},
     oauth::app::App,
 };
@@ -40,6 +42,60 @@ pub const AUTHORIZE_PATH: &str = "/v1/oauth2/authorize";
 pub const REVOCATION_PATH: &str = "/v1/oauth2/revoke";
 /// 2026-11-23T06:00:00Z, the time the tests' clock starts at.
 pub const START: i64 = 1_795_413_600;
+
+/// The DynamoDB emulator `make test` starts (moto in server mode).
+pub fn dynamodb_url() -> String {
+    std::env::var("TOKEN_BROKER_TEST_DYNAMODB").expect(
+        "TOKEN_BROKER_TEST_DYNAMODB is not set: run the tests with `make test`, which starts a DynamoDB emulator for them",
+    )
+}
+
+/// The table the tests share; every test writes under a prefix of its own.
+pub const DYNAMODB_TABLE: &str = "token-broker-tests";
+
+/// What a DynamoDB deployment sets instead of `REDIS_URL`; the emulator takes any credentials.
+pub fn dynamodb_vars() -> Vec<(&'static str, String)> {
+    vec![
+        ("DYNAMODB_TABLE", DYNAMODB_TABLE.to_owned()),
+        ("AWS_REGION", "eu-west-1".to_owned()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_url()),
+        ("AWS_ACCESS_KEY_ID", "AKIDTOKENBROKERTEST".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test-aws-secret-access-key".to_owned()),
+    ]
+}
+
+/// A store on the shared test table, created on first use.
+pub async fn dynamodb_store(timeout: std::time::Duration) -> DynamoStore {
+    let vars: HashMap<&str, String> = dynamodb_vars().into_iter().collect();
+    let config = Config::from_lookup(|name| match name {
+        "REDIS_URL" => None,
+        _ => vars.get(name).cloned().or_else(|| minimal_var(name)),
+    })
+    .expect("the DynamoDB test configuration is valid");
+    let StoreConfig::DynamoDb(table) = &config.store else {
+        panic!("DYNAMODB_TABLE selects DynamoDB")
+    };
+    let store = DynamoStore::new(table, timeout).unwrap();
+    store.ensure_table().await.unwrap();
+    store
+}
+
+/// Values for the variables every configuration needs, for tests that only want a store.
+fn minimal_var(name: &str) -> Option<String> {
+    Some(
+        match name {
+            "CLIENT_ID" => CLIENT_ID,
+            "CLIENT_SECRET" => CLIENT_SECRET,
+            "TOKEN_URL" => "https://provider.example/token",
+            "AUTHORIZE_URL" => "https://provider.example/authorize",
+            "REDIRECT_URI" => REDIRECT_URI,
+            "OAUTH_STATE" => OAUTH_STATE,
+            "API_KEY" => API_KEY,
+            _ => return None,
+        }
+        .to_owned(),
+    )
+}
 
 pub fn redis_url() -> String {
     std::env::var("TOKEN_BROKER_TEST_REDIS").expect(
@@ -81,7 +137,29 @@ impl Harness<RedisStore> {
         let StoreConfig::Redis { url } = &config.store else {
             panic!("tests run against Redis")
         };
-        let store = RedisStore::new(url, config.redis_timeout).unwrap();
+        let store = RedisStore::new(url, config.store_timeout).unwrap();
+        Self::assemble(config, store, provider)
+    }
+}
+
+impl Harness<DynamoStore> {
+    /// The same set-up on DynamoDB (the emulator), as a serverless deployment has it.
+    pub async fn dynamodb(overrides: &[(&str, &str)]) -> Self {
+        let provider = MockServer::start().await;
+        let mut vars = base_vars(&provider, &redis_url(), overrides);
+        vars.remove("REDIS_URL");
+        for (name, value) in dynamodb_vars() {
+            vars.entry(name.to_owned()).or_insert(value);
+        }
+        let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test configuration is valid");
+        let StoreConfig::DynamoDb(table) = &config.store else {
+            panic!("DYNAMODB_TABLE selects DynamoDB")
+        };
+        let store = DynamoStore::new(table, config.store_timeout).unwrap();
+        // A test that names a table of its own decides whether it exists.
+        if !overrides.iter().any(|(name, _)| *name == "DYNAMODB_TABLE") {
+            store.ensure_table().await.unwrap();
+        }
         Self::assemble(config, store, provider)
     }
 }

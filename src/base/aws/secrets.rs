@@ -15,7 +15,10 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::base::{
-    aws::sigv4::{self, Credentials},
+    aws::{
+        self,
+        sigv4::{self, Credentials},
+    },
     clock::{Clock, SystemClock},
     secret::Secret,
 };
@@ -75,13 +78,7 @@ fn message_suffix(message: &Option<String>) -> String {
 /// An HTTP client for [`fetch`]: the broker's TLS set-up, [`TIMEOUT`] to connect and in total,
 /// and no redirects (a signed request must go nowhere but the endpoint it was signed for).
 pub fn client(tls: rustls::ClientConfig) -> Result<Client, reqwest::Error> {
-    Client::builder()
-        .tls_backend_preconfigured(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(TIMEOUT)
-        .timeout(TIMEOUT)
-        .user_agent(concat!("token-broker/", env!("CARGO_PKG_VERSION")))
-        .build()
+    aws::client(tls, TIMEOUT)
 }
 
 /// Reads the secret `arn` and returns its keys and values. `env` supplies the credentials
@@ -107,13 +104,7 @@ pub async fn fetch_with_clock(
     if arn.is_empty() {
         return Err(SecretsError::MissingVariable(ARN_VAR));
     }
-    let credentials = Credentials {
-        access_key_id: var("AWS_ACCESS_KEY_ID").ok_or(SecretsError::MissingVariable("AWS_ACCESS_KEY_ID"))?,
-        secret_access_key: Secret::new(
-            var("AWS_SECRET_ACCESS_KEY").ok_or(SecretsError::MissingVariable("AWS_SECRET_ACCESS_KEY"))?,
-        ),
-        session_token: var("AWS_SESSION_TOKEN").map(Secret::new),
-    };
+    let credentials = aws::credentials(var).map_err(SecretsError::MissingVariable)?;
     let target = Target::resolve(arn, var("AWS_REGION"), var(ENDPOINT_VAR))?;
     let (headers, body) = signed_request(arn, &target, &credentials, clock.now())?;
     let mut response = http
@@ -267,11 +258,7 @@ impl Target {
                 })?
             }
         };
-        let host = match (url.host_str(), url.port()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_owned(),
-            (None, _) => unreachable!("http and https URLs have a host"),
-        };
+        let host = aws::host_header(&url);
         Ok(Self { url, host, region })
     }
 }

@@ -3,6 +3,7 @@
 //! Every backend offers the same small contract, so the route logic (and the refresh guarantees
 //! built on it) does not depend on which store is in use.
 
+mod dynamodb;
 #[cfg(feature = "local")]
 mod embedded;
 mod redis;
@@ -11,6 +12,7 @@ use std::{future::Future, time::Duration};
 
 use thiserror::Error;
 
+pub use self::dynamodb::{DynamoConfig, DynamoStore};
 #[cfg(feature = "local")]
 pub use self::embedded::EmbeddedStore;
 pub use self::redis::RedisStore;
@@ -86,63 +88,54 @@ pub trait Store: Send + Sync {
     fn keys(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 }
 
-/// Either backend, chosen by configuration at start-up (local mode). The Lambda functions use
-/// [`RedisStore`] directly.
-#[cfg(feature = "local")]
+/// The backend the configuration chose, decided once at start-up.
 #[derive(Clone)]
 pub enum AnyStore {
     Redis(RedisStore),
+    DynamoDb(DynamoStore),
+    /// Local mode only.
+    #[cfg(feature = "local")]
     Embedded(EmbeddedStore),
 }
 
-#[cfg(feature = "local")]
+/// `$call` on whichever backend `$any` holds, bound to `$store`.
+macro_rules! on_backend {
+    ($any:expr, $store:ident => $call:expr) => {
+        match $any {
+            AnyStore::Redis($store) => $call,
+            AnyStore::DynamoDb($store) => $call,
+            #[cfg(feature = "local")]
+            AnyStore::Embedded($store) => $call,
+        }
+    };
+}
+
 impl Store for AnyStore {
     async fn load(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        match self {
-            Self::Redis(store) => store.load(key).await,
-            Self::Embedded(store) => store.load(key).await,
-        }
+        on_backend!(self, store => store.load(key).await)
     }
 
     async fn write(&self, key: &str, expect: Expect, data: &[u8], ttl: Ttl) -> Result<Option<u64>, StoreError> {
-        match self {
-            Self::Redis(store) => store.write(key, expect, data, ttl).await,
-            Self::Embedded(store) => store.write(key, expect, data, ttl).await,
-        }
+        on_backend!(self, store => store.write(key, expect, data, ttl).await)
     }
 
     async fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
-        match self {
-            Self::Redis(store) => store.try_lock(key, owner, ttl).await,
-            Self::Embedded(store) => store.try_lock(key, owner, ttl).await,
-        }
+        on_backend!(self, store => store.try_lock(key, owner, ttl).await)
     }
 
     async fn unlock(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        match self {
-            Self::Redis(store) => store.unlock(key, owner).await,
-            Self::Embedded(store) => store.unlock(key, owner).await,
-        }
+        on_backend!(self, store => store.unlock(key, owner).await)
     }
 
     async fn take(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        match self {
-            Self::Redis(store) => store.take(key).await,
-            Self::Embedded(store) => store.take(key).await,
-        }
+        on_backend!(self, store => store.take(key).await)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        match self {
-            Self::Redis(store) => store.delete(key).await,
-            Self::Embedded(store) => store.delete(key).await,
-        }
+        on_backend!(self, store => store.delete(key).await)
     }
 
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        match self {
-            Self::Redis(store) => store.keys(prefix).await,
-            Self::Embedded(store) => store.keys(prefix).await,
-        }
+        on_backend!(self, store => store.keys(prefix).await)
     }
 }

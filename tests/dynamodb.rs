@@ -1,0 +1,172 @@
+//! What only the DynamoDB store meets: an endpoint that goes away and comes back, throttling,
+//! and a table that is not there. Every one of them is a 503 that loses nothing, never a 404
+//! from `/verify`. (The store contract and the refresh guarantees run on DynamoDB in
+//! `store_conformance.rs` and `refresh_guarantees.rs`, with everything else.)
+
+mod common;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::*;
+use token_broker::{
+    base::store::{DynamoConfig, DynamoStore, Store, StoreError},
+    http::routes::Route,
+};
+use tokio::net::{TcpListener, TcpStream};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers};
+
+/// A TCP relay to the emulator that can be cut: while it is down, every connection it holds or
+/// is offered is dropped, as when DynamoDB's endpoint is unreachable.
+struct Switch {
+    url: String,
+    down: Arc<AtomicBool>,
+}
+
+impl Switch {
+    async fn start() -> Self {
+        let upstream = dynamodb_url().trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let down = Arc::new(AtomicBool::new(false));
+        let cut = down.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut client, _) = listener.accept().await.unwrap();
+                let cut = cut.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if cut.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let watch = async {
+                        while !cut.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        () = watch => {}
+                    }
+                });
+            }
+        });
+        Self { url, down }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_endpoint_is_503_everywhere_and_nothing_is_lost() {
+    let switch = Switch::start().await;
+    let h = Harness::dynamodb(&[("AWS_ENDPOINT_URL_DYNAMODB", &switch.url)]).await;
+    h.seed(&tokens("access-0", "refresh-0", START + 1800, START + 86_400))
+        .await;
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 200);
+
+    switch.set_down(true);
+    for (route, event) in [
+        (Route::TOKEN, "token"),
+        (Route::VERIFY, "verify"),
+        (Route::REVOKE, "revoke"),
+    ] {
+        let reply = h.call(route, event).await;
+        assert_eq!(reply.status, 503, "{event}: {}", reply.body);
+        assert_eq!(reply.error(), "store_unavailable", "{event}");
+        assert!(reply.header("retry-after").is_some(), "{event}");
+    }
+
+    switch.set_down(false);
+    let reply = h.call(Route::TOKEN, "token").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["access_token"], "access-0");
+    assert_eq!(h.call(Route::VERIFY, "verify").await.status, 200);
+}
+
+/// Answers like a throttled DynamoDB `times` times, then like one that found nothing.
+struct Throttling {
+    times: usize,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Respond for Throttling {
+    fn respond(&self, _request: &Request) -> ResponseTemplate {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.times {
+            ResponseTemplate::new(400).set_body_json(serde_json::json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                "message": "Rate of requests exceeds the allowed throughput.",
+            }))
+        } else {
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({}))
+        }
+    }
+}
+
+async fn throttled_store(times: usize, timeout: Duration) -> (DynamoStore, Arc<AtomicUsize>, MockServer) {
+    let server = MockServer::start().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    Mock::given(matchers::method("POST"))
+        .respond_with(Throttling {
+            times,
+            calls: calls.clone(),
+        })
+        .mount(&server)
+        .await;
+    let config = DynamoConfig {
+        table: DYNAMODB_TABLE.to_owned(),
+        region: "eu-west-1".to_owned(),
+        endpoint: Some(server.uri()),
+        credentials: token_broker::base::aws::credentials(|name| {
+            dynamodb_vars().into_iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+        })
+        .unwrap(),
+    };
+    (DynamoStore::new(&config, timeout).unwrap(), calls, server)
+}
+
+#[tokio::test]
+async fn throttling_is_retried_and_a_short_spell_goes_unnoticed() {
+    let (store, calls, _server) = throttled_store(2, Duration::from_secs(2)).await;
+    assert_eq!(store.load("tb:conn:default:tokens").await.unwrap(), None);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn throttling_that_outlasts_the_store_timeout_is_unavailable() {
+    let (store, calls, _server) = throttled_store(usize::MAX, Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let error = store.load("tb:conn:default:tokens").await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        calls.load(Ordering::SeqCst) >= 3,
+        "retried only {} times",
+        calls.load(Ordering::SeqCst)
+    );
+    // DynamoDB's message is not passed on: it can quote the request.
+    assert!(!error.to_string().contains("Rate of requests"), "{error}");
+}
+
+#[tokio::test]
+async fn a_missing_table_is_503_naming_the_table_never_404() {
+    let table = format!("missing-{}", unique_prefix());
+    let h = Harness::dynamodb(&[("DYNAMODB_TABLE", &table)]).await;
+    for (route, event) in [(Route::VERIFY, "verify"), (Route::TOKEN, "token")] {
+        let reply = h.call(route, event).await;
+        assert_eq!(reply.status, 503, "{event}: {}", reply.body);
+        assert_eq!(reply.error(), "store_unavailable", "{event}");
+    }
+    let error = h.app.store.load("x:y").await.unwrap_err();
+    assert!(error.to_string().contains(&table), "{error}");
+}
