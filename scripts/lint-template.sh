@@ -141,6 +141,83 @@ print(f"wrote {out_path}: {len(cfn.get('Resources', {}))} resources")
 PY
 
 status=0
+echo "== store choices: what each Store value deploys"
+"$venv/bin/python" - "$out" <<'PY' || status=1
+# Resolves the template's conditions for Store=DynamoDB and Store=Redis (no VPC, no secret ARN)
+# and checks what each deploys: the table and its policy only with DynamoDB, exactly one store
+# variable set in every function, no function in a VPC.
+import json
+import sys
+
+cfn = json.load(open(sys.argv[1], encoding="utf-8"))
+failures = []
+
+def resolve(value, truth):
+    if isinstance(value, dict):
+        if "Fn::If" in value:
+            name, yes, no = value["Fn::If"]
+            return resolve(yes if truth[name] else no, truth)
+        resolved = {k: resolve(v, truth) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v != {"Ref": "AWS::NoValue"}}
+    if isinstance(value, list):
+        return [v for v in (resolve(v, truth) for v in value) if v != {"Ref": "AWS::NoValue"}]
+    return value
+
+for store in ["DynamoDB", "Redis"]:
+    truth = {"UseDynamoDB": store == "DynamoDB", "InVpc": False, "HasSecretsArn": False, "HasAlarms": False}
+    resources = {
+        name: resolve(resource, truth)
+        for name, resource in cfn["Resources"].items()
+        if truth.get(resource.get("Condition"), True)
+    }
+    fail = lambda what: failures.append(f"Store={store}: {what}")
+    table = resources.get("TokenTable")
+    if (table is not None) != (store == "DynamoDB"):
+        fail("the table is deployed exactly with DynamoDB")
+    if table:
+        props = table["Properties"]
+        if table.get("DeletionPolicy") != "Retain" or table.get("UpdateReplacePolicy") != "Retain":
+            fail("the table must be retained")
+        if props.get("BillingMode") != "PAY_PER_REQUEST":
+            fail("the table must bill on demand")
+        if props.get("TimeToLiveSpecification") != {"AttributeName": "expires_at", "Enabled": True}:
+            fail("TTL must be on expires_at")
+        if not props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled"):
+            fail("point-in-time recovery must be on")
+    statements = [
+        statement
+        for policy in resources["FunctionRole"]["Properties"].get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    dynamodb = [s for s in statements if any(a.startswith("dynamodb:") for a in s["Action"])]
+    wanted = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"]
+    if store == "DynamoDB":
+        if len(dynamodb) != 1 or sorted(dynamodb[0]["Action"]) != sorted(wanted):
+            fail(f"the role must allow exactly {wanted}: {dynamodb}")
+        elif dynamodb[0]["Resource"] != {"Fn::GetAtt": ["TokenTable", "Arn"]}:
+            fail(f"the table actions must be on the stack's table only: {dynamodb[0]['Resource']}")
+    elif dynamodb:
+        fail(f"no DynamoDB permission without the table: {dynamodb}")
+    functions = {n: r for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
+    if len(functions) != 6:
+        fail(f"six functions expected, found {sorted(functions)}")
+    for name, function in functions.items():
+        props = function["Properties"]
+        if props.get("VpcConfig"):
+            fail(f"{name} is in a VPC")
+        env = props["Environment"]["Variables"]
+        table_var, redis_var = env.get("DYNAMODB_TABLE"), env.get("REDIS_URL")
+        if store == "DynamoDB" and (table_var != {"Ref": "TokenTable"} or redis_var != ""):
+            fail(f"{name}: DYNAMODB_TABLE={table_var!r} REDIS_URL={redis_var!r}")
+        if store == "Redis" and (table_var != "" or redis_var != {"Ref": "RedisUrl"}):
+            fail(f"{name}: DYNAMODB_TABLE={table_var!r} REDIS_URL={redis_var!r}")
+
+for failure in failures:
+    print(f"store choices: {failure}", file=sys.stderr)
+if failures:
+    sys.exit(1)
+print("store choices: DynamoDB and Redis both deploy as intended")
+PY
 echo "== cfn-lint: $out (expanded CloudFormation)"
 "$venv/bin/cfn-lint" --regions "$region" -- "$out" || status=1
 echo "== cfn-lint: $template (SAM source)"
