@@ -170,3 +170,127 @@ async fn a_missing_table_is_503_naming_the_table_never_404() {
     let error = h.app.store.load("x:y").await.unwrap_err();
     assert!(error.to_string().contains(&table), "{error}");
 }
+
+/// One item written to the emulator as it is, whatever the broker would make of it.
+async fn put_raw_item(item: serde_json::Value) {
+    let body = serde_json::json!({"TableName": DYNAMODB_TABLE, "Item": item});
+    let response = reqwest::Client::new()
+        .post(dynamodb_url())
+        .header("x-amz-target", "DynamoDB_20120810.PutItem")
+        .header("content-type", "application/x-amz-json-1.0")
+        // The emulator checks that a request is signed, not the signature.
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDTOKENBROKERTEST/20261203/eu-west-1/dynamodb/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn items_of_a_foreign_shape_are_500_and_left_as_they_are() {
+    let shapes = [
+        (
+            "data as a string",
+            serde_json::json!({"generation": {"N": "1"}, "data": {"S": "x"}}),
+        ),
+        ("no generation", serde_json::json!({"data": {"B": "eA=="}})),
+        (
+            "a lock where the record is",
+            serde_json::json!({"owner": {"S": "someone"}}),
+        ),
+    ];
+    for (shape, attributes) in shapes {
+        let h = Harness::dynamodb(&[]).await;
+        let key = h.tokens_key();
+        let mut item = attributes.clone();
+        item["pk"] = serde_json::json!({"S": key.split(':').next().unwrap()});
+        item["sk"] = serde_json::json!({"S": key});
+        put_raw_item(item).await;
+        for (route, event) in [(Route::TOKEN, "token"), (Route::VERIFY, "verify")] {
+            let reply = h.call(route, event).await;
+            assert_eq!(reply.status, 500, "{shape}, {event}: {}", reply.body);
+            assert_eq!(reply.error(), "store_error", "{shape}, {event}");
+        }
+        // Still there: a new login is what replaces it.
+        assert!(h.app.store.load(&key).await.is_err(), "{shape}");
+    }
+}
+
+/// Nothing secret reaches a log line or an error on the DynamoDB path: not the tokens, not the
+/// API key or client secret, not the AWS credentials the calls are signed with, not what an
+/// error answer of DynamoDB quotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_path_logs_and_answers_no_secret() {
+    let logs = LogBuffer::default();
+    token_broker::base::logging::init_with_writer(logs.writer());
+    let secrets = [
+        "SECRET-access-0",
+        "SECRET-refresh-0",
+        "SECRET-access-1",
+        "SECRET-refresh-1",
+        API_KEY,
+        CLIENT_SECRET,
+        "test-aws-secret-access-key",
+    ];
+    let h = Harness::dynamodb(&[]).await;
+    h.seed(&tokens(
+        "SECRET-access-0",
+        "SECRET-refresh-0",
+        START - 1,
+        START + 86_400,
+    ))
+    .await;
+    provider_answers(
+        &h.provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("SECRET-access-1", "SECRET-refresh-1")),
+    )
+    .await;
+    let refreshed = h.call(Route::TOKEN, "token").await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    assert_eq!(refreshed.json()["access_token"], "SECRET-access-1");
+    let mut answers = vec![refreshed.body];
+    answers.push(h.call(Route::VERIFY, "verify").await.body);
+
+    // An answer of DynamoDB's that quotes a token, as a validation error can quote a value.
+    let server = MockServer::start().await;
+    Mock::given(matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "__type": "com.amazon.coral.validate#ValidationException",
+            "message": "One or more parameter values were invalid: SECRET-access-0",
+        })))
+        .mount(&server)
+        .await;
+    let quoting = Harness::dynamodb(&[
+        ("DYNAMODB_TABLE", DYNAMODB_TABLE),
+        ("AWS_ENDPOINT_URL_DYNAMODB", &server.uri()),
+    ])
+    .await;
+    let reply = quoting.call(Route::TOKEN, "token").await;
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    answers.push(reply.body);
+    let missing = Harness::dynamodb(&[("DYNAMODB_TABLE", "missing-table-for-leaks")]).await;
+    answers.push(missing.call(Route::VERIFY, "verify").await.body);
+    answers.push(format!("{:?}", h.app.config));
+
+    let lines = logs.lines();
+    assert!(
+        lines.iter().any(|line| line.contains("missing-table-for-leaks")),
+        "the missing table is not named"
+    );
+    for secret in secrets {
+        for line in &lines {
+            assert!(!line.contains(secret), "a log line holds {secret}: {line}");
+        }
+        for answer in &answers {
+            assert!(
+                !answer.contains(secret) || (secret == "SECRET-access-1" && answer.contains("access_token")),
+                "an answer holds {secret}: {answer}"
+            );
+        }
+    }
+}

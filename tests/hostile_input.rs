@@ -1793,6 +1793,11 @@ async fn unreadable_records_under_encryption_are_500_left_untouched_and_healed_b
     unreadable_records_are_kept_and_healed(&h, Some(5)).await;
 }
 
+#[tokio::test]
+async fn unreadable_records_in_dynamodb_are_500_left_untouched_and_healed_by_a_new_login() {
+    unreadable_records_are_kept_and_healed(&Harness::dynamodb(&[]).await, None).await;
+}
+
 #[cfg(feature = "local")]
 #[tokio::test]
 async fn unreadable_records_in_the_embedded_store_are_500_left_untouched_and_healed_by_a_new_login() {

@@ -12,7 +12,6 @@ mod common;
 
 use std::{
     collections::HashMap,
-    io,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU8, AtomicUsize, Ordering},
@@ -54,52 +53,6 @@ fn encryption_key() -> String {
 // ---------------------------------------------------------------------------------------------
 // Capturing
 // ---------------------------------------------------------------------------------------------
-
-/// Every byte the log subscriber writes.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuffer {
-    fn writer(&self) -> LogWriter {
-        LogWriter(self.0.clone())
-    }
-
-    /// The lines written so far, without terminal colour codes.
-    fn lines(&self) -> Vec<String> {
-        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
-        text.lines().map(strip_ansi).collect()
-    }
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// One answer the broker gave, as the client saw it.
 struct Exchange {
