@@ -118,6 +118,8 @@ struct Args {
     work: PathBuf,
     /// Alternatives to today's code (`--variants "name=token-binary …"`, from BENCH_VARIANTS).
     variants: Vec<(String, PathBuf)>,
+    /// Today's `token` for the runs the alternatives are compared with (default: in `bin_dir`).
+    today_token: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -150,6 +152,7 @@ fn parse_args() -> Result<Args, String> {
         baseline_zip: take("baseline-zip").map(PathBuf::from),
         profile: take("profile").unwrap_or_else(|| "release".to_owned()),
         work: required(take("work"), "work")?.into(),
+        today_token: take("today-token").map(PathBuf::from),
         variants: take("variants")
             .unwrap_or_default()
             .split_whitespace()
@@ -538,7 +541,8 @@ async fn run(args: &Args) -> Result<Results, String> {
                 let reference = format!("today.{reference}");
                 if !references.iter().any(|(s, _): &(Spec, Bytes)| s.label == reference) {
                     let env = today(reference.trim_start_matches("today."));
-                    references.push((spec(&reference, &args.bin_dir.join("token"), env), token_event.clone()));
+                    let today_token = args.today_token.clone().unwrap_or_else(|| args.bin_dir.join("token"));
+                    references.push((spec(&reference, &today_token, env), token_event.clone()));
                 }
                 alternatives.push((spec(&label, bin, env), token_event.clone()));
                 results.comparisons.push(Comparison {
