@@ -1,7 +1,7 @@
 //! The alternative measured by `make bench BENCH_VARIANTS=tracing-subscriber`: the broker's
 //! `logging.rs` interface (`init`, `init_with_writer`) on tracing-subscriber's registry and
-//! formatter, with the same level caps and line formats. `scripts/bench.sh` swaps it in for the
-//! module file of the same name in a copy of the crate.
+//! formatter, with the same level caps and its own text and JSON lines. `scripts/bench.sh`
+//! swaps it in for the module file of the same name in a copy of the crate.
 
 use std::{io::Write, sync::Mutex};
 
