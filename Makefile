@@ -28,7 +28,7 @@ test: ## Run every test against a throw-away Redis and a fake provider (installs
 	cargo clippy --all-targets --all-features --locked -- -D warnings
 	scripts/lint-template.sh
 	scripts/e2e.sh
-	$(MAKE) --no-print-directory bench BENCH=short
+	$(MAKE) --no-print-directory bench BENCH=short BENCH_VARIANTS=
 
 lint: ## Formatting, clippy and the SAM template lint
 	cargo fmt --all -- --check
@@ -66,8 +66,10 @@ invoke: tools ## Send events/$(EVENT).json to function $(FN) running under `make
 	PATH="$(TOOLS_BIN):$$PATH" cargo lambda invoke --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) $(FN) --data-file events/$(EVENT).json && echo
 
 BENCH ?= full
-bench: ## Benchmark the functions against a hello-world (BENCH=short: check that it runs); see BENCHMARKS.md
-	BENCH=$(BENCH) FUNCTIONS="$(FUNCTIONS)" scripts/bench.sh
+# Alternatives to measure beside today's code: folders of bench/variants/, or "all" (BENCHMARKS.md).
+BENCH_VARIANTS ?=
+bench: ## Benchmark the functions against a hello-world (BENCH=short: check that it runs; BENCH_VARIANTS=all: the alternatives too); see BENCHMARKS.md
+	BENCH=$(BENCH) BENCH_VARIANTS="$(BENCH_VARIANTS)" FUNCTIONS="$(FUNCTIONS)" scripts/bench.sh
 
 FUZZ_SECONDS ?= 60
 fuzz: ## Fuzz the parsers with cargo-fuzz, FUZZ_SECONDS (default 60) per target; installs cargo-fuzz if missing

@@ -7,6 +7,9 @@
 #   BENCH=short  debug builds (what `cargo test` has mostly built already), a few iterations, no
 #                zips: checks that the bench runs (make test does); its figures mean nothing
 #   FUNCTIONS    the functions to measure (the Makefile passes its list)
+#   BENCH_VARIANTS  alternatives to today's code to measure beside it, by name of a folder of
+#                bench/variants/ (or "all"): each is a copy of the crate with that folder's files
+#                swapped in, and adds a table of its own to the report. Off unless set.
 #
 # Needs redis-server (installed from Debian's packages when missing).
 set -euo pipefail
@@ -53,6 +56,70 @@ CARGO_TARGET_DIR=$bench_target cargo build --manifest-path bench/Cargo.toml --pr
   -p token-broker-bench -p bench-baseline
 
 extra=()
+
+# A copy of the crate with one alternative from bench/variants/<name>/ swapped in, its token
+# binary built into $work/variants/<name>/. In the folder: `<module file>.rs` replaces the module
+# file of that name, `<module file>.patch` is applied to it (files are found by name wherever they
+# sit under src/, so moving modules does not break this), and `Cargo.deps.toml` adds
+# dependencies. The lock file starts from the broker's, so shared dependencies keep their versions.
+build_variant() {
+  local name=$1 dir=bench/variants/$1 copy=$work/variant-$1 file module found
+  [ -d "$dir" ] || { echo "bench: no variant $name in bench/variants/" >&2; return 1; }
+  rm -rf "$copy" && mkdir -p "$copy"
+  cp -r Cargo.toml Cargo.lock src "$copy/"
+  for file in "$dir"/*; do
+    case "$file" in
+      *.rs | *.patch) ;;
+      *) continue ;;
+    esac
+    module=$(basename "${file%.patch}")
+    found=$(find "$copy/src" -name "$module")
+    if [ "$(printf '%s\n' "$found" | grep -c .)" != 1 ]; then
+      echo "bench: variant $name: expected one $module under src/, found: ${found:-none}" >&2
+      return 1
+    fi
+    case "$file" in
+      *.patch) patch -s --no-backup-if-mismatch "$found" < "$file" || return 1 ;;
+      *) cp "$file" "$found" ;;
+    esac
+  done
+  # A package name of its own (the library keeps its name): cargo names a path package's
+  # artifacts after its name and its path inside its workspace, which is the same for every
+  # copy, so copies sharing a target directory would otherwise pass for one another's builds.
+  sed -i "0,/^name = \"token-broker\"/s//name = \"token-broker-$name\"/" "$copy/Cargo.toml"
+  printf '\n[lib]\nname = "token_broker"\npath = "src/lib.rs"\n' >> "$copy/Cargo.toml"
+  if [ -f "$dir/Cargo.deps.toml" ]; then
+    sed -i "/^\[dependencies\]/r $dir/Cargo.deps.toml" "$copy/Cargo.toml"
+  fi
+  echo "bench: building variant $name of token ($profile)" >&2
+  CARGO_TARGET_DIR=$work/variant-target cargo build --manifest-path "$copy/Cargo.toml" \
+    --profile "$profile" --bin token || return 1
+  mkdir -p "$work/variants/$name"
+  cp "$work/variant-target/$out/token" "$work/variants/$name/token"
+}
+
+# Cargo puts the dev profile's output in debug/.
+out=$profile
+[ "$profile" = dev ] && out=debug
+variants=${BENCH_VARIANTS:-}
+[ "$variants" = all ] && variants=$(cd bench/variants && ls -d */ | tr -d /)
+built=()
+for name in $variants; do
+  if build_variant "$name"; then
+    built+=("$name=$work/variants/$name/token")
+  else
+    echo "bench: variant $name did not build; it is left out" >&2
+  fi
+done
+if [ ${#built[@]} -gt 0 ]; then
+  # Today's token for the comparison, and once more as a control whose row shows the spread.
+  mkdir -p "$work/variants/today" "$work/variants/control"
+  cp "target/$out/token" "$work/variants/today/token"
+  cp "target/$out/token" "$work/variants/control/token"
+  extra+=(--today-token "$work/variants/today/token")
+  extra+=(--variants "control=$work/variants/control/token ${built[*]}")
+fi
+
 if [ "$mode" = full ]; then
   # The token function again, on tokio's multi-threaded runtime: a copy of the crate with that one
   # line changed, for the runtime-flavour comparison.
@@ -81,9 +148,16 @@ if [ "$mode" = full ]; then
   extra+=(--baseline-zip "$work/lambda/hello/bootstrap.zip")
 fi
 
-# Cargo puts the dev profile's output in debug/.
-out=$profile
-[ "$profile" = dev ] && out=debug
+# Every binary of the comparison written anew just before it is measured: the same bytes
+# faulted 11 times less per cold start, and kept 0.2 MiB more resident, freshly written by cp
+# than as the linker wrote them, and a copy drifted towards the latter within minutes (the page
+# cache holds a file in pieces whose size depends on how and when it was written, and the kernel
+# maps the pieces around a fault).
+if [ ${#built[@]} -gt 0 ]; then
+  for binary in "$work"/variants/*/token; do
+    cp "$binary" "$binary.new" && mv "$binary.new" "$binary"
+  done
+fi
 exec "$bench_target/$out/token-broker-bench" \
   --mode "$mode" \
   --functions "$functions" \

@@ -12,6 +12,7 @@ mod provider;
 mod redis_server;
 mod report;
 mod runtime_api;
+mod secrets;
 mod stats;
 
 use std::{
@@ -38,6 +39,7 @@ use crate::{
     monitor::{Monitor, Traffic},
     provider::FakeProvider,
     redis_server::{Redis, RedisServer},
+    secrets::FakeSecrets,
 };
 
 /// The values the events in `events/` were written for.
@@ -66,6 +68,10 @@ struct Plan {
     other_calls: usize,
     count_calls: usize,
     refresh_calls: usize,
+    /// Peak memory of the alternatives and of today's runs they replace: this many processes each,
+    /// taking turns, of this many warm calls.
+    memory_rounds: usize,
+    memory_calls: usize,
 }
 
 impl Plan {
@@ -80,6 +86,10 @@ impl Plan {
                 other_calls: 500,
                 count_calls: 1_000,
                 refresh_calls: 100,
+                // One process's peak memory moved by ±0.2 MiB (0.07× the hello-world's) between
+                // starts of the same binary; the median of 10 is steadier.
+                memory_rounds: 10,
+                memory_calls: 200,
             },
             Mode::Short => Self {
                 cold_runs: 2,
@@ -88,6 +98,8 @@ impl Plan {
                 other_calls: 20,
                 count_calls: 50,
                 refresh_calls: 5,
+                memory_rounds: 2,
+                memory_calls: 20,
             },
         }
     }
@@ -104,6 +116,10 @@ struct Args {
     baseline_zip: Option<PathBuf>,
     profile: String,
     work: PathBuf,
+    /// Alternatives to today's code (`--variants "name=token-binary …"`, from BENCH_VARIANTS).
+    variants: Vec<(String, PathBuf)>,
+    /// Today's `token` for the runs the alternatives are compared with (default: in `bin_dir`).
+    today_token: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -136,6 +152,16 @@ fn parse_args() -> Result<Args, String> {
         baseline_zip: take("baseline-zip").map(PathBuf::from),
         profile: take("profile").unwrap_or_else(|| "release".to_owned()),
         work: required(take("work"), "work")?.into(),
+        today_token: take("today-token").map(PathBuf::from),
+        variants: take("variants")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(name, bin)| (name.to_owned(), PathBuf::from(bin)))
+                    .ok_or_else(|| format!("--variants takes name=binary pairs, not {pair}"))
+            })
+            .collect::<Result<_, _>>()?,
     };
     if let Some(unknown) = values.keys().next() {
         return Err(format!("unknown option --{unknown}"));
@@ -222,6 +248,9 @@ pub struct Cold {
     pub statuses: BTreeSet<u16>,
 }
 
+/// Peak memory (VmHWM, KiB) of each process started for the alternatives' comparison.
+pub type MemorySamples = BTreeMap<String, Vec<u64>>;
+
 /// A warm run of one function process.
 #[derive(Default)]
 pub struct Warm {
@@ -257,10 +286,32 @@ pub struct Results {
     pub refresh_commands: Option<PerCall>,
     pub refresh_provider_calls: f64,
     pub zips: BTreeMap<String, u64>,
+    /// Peak memory of the alternatives' runs and of today's runs they replace.
+    pub memory: MemorySamples,
+    /// Processes per run and warm calls per process behind `memory`.
+    pub memory_plan: (usize, usize),
+    /// Size of each variant's `token` binary, by variant name.
+    pub variant_binaries: BTreeMap<String, u64>,
     pub binaries: BTreeMap<String, u64>,
     pub functions: Vec<String>,
     pub problems: Vec<String>,
     pub notes: Vec<String>,
+    /// Alternatives measured against today's code, in the order they are reported.
+    pub comparisons: Vec<Comparison>,
+}
+
+/// A run of an alternative: its name, its environment, the run of today's code it replaces, and
+/// what it does.
+type VariantRun = (&'static str, Vec<(String, String)>, &'static str, &'static str);
+
+/// One run of an alternative (a label of `cold` and `warm`) and the run of today's code it is
+/// compared with, which took turns with it in the same rounds.
+pub struct Comparison {
+    pub variant: String,
+    pub label: String,
+    pub reference: String,
+    /// What the run does, for the report.
+    pub what: String,
 }
 
 /// Functions whose state others depend on run in a fixed place: `callback` stores the tokens the
@@ -282,6 +333,10 @@ async fn run(args: &Args) -> Result<Results, String> {
     let redis_server = RedisServer::start(&args.work.join("redis"))?;
     let mut redis = Redis::connect(&redis_server.url()).await?;
     let provider = FakeProvider::start().await.map_err(|e| e.to_string())?;
+    // What functions configured with SECRETS_ARN read instead of their CLIENT_SECRET and API_KEY.
+    let fake_secrets = FakeSecrets::start(&[("CLIENT_SECRET", "bench-client-secret"), ("API_KEY", API_KEY)])
+        .await
+        .map_err(|e| e.to_string())?;
 
     let mut results = Results {
         plan_note: format!(
@@ -375,11 +430,149 @@ async fn run(args: &Args) -> Result<Results, String> {
         runs.insert(at, (spec("token-mt", path, broker_env.clone()), token_event.clone()));
     }
 
+    // The runs of alternatives and of today's code they are compared with, a block of `runs`.
+    let mut compared = 0..0;
+    // Alternatives to today's code (BENCH_VARIANTS): each run of one takes turns, in the same
+    // rounds, with the same run of today's code (labels `today.<run>`), before `revoke`, which
+    // deletes the tokens they read.
+    if !args.variants.is_empty() {
+        let with_secrets = |extension: bool| {
+            let mut env: Vec<(String, String)> = broker_env
+                .iter()
+                .filter(|(name, _)| name != "CLIENT_SECRET" && name != "API_KEY")
+                .cloned()
+                .collect();
+            env.extend(
+                [
+                    ("SECRETS_ARN", secrets::ARN.to_owned()),
+                    ("SECRETS_MANAGER_ENDPOINT", fake_secrets.url()),
+                    ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLEBENCH0001".to_owned()),
+                    (
+                        "AWS_SECRET_ACCESS_KEY",
+                        "fake/secret+access+key/for+the+bench+01".to_owned(),
+                    ),
+                    ("AWS_SESSION_TOKEN", secrets::SESSION_TOKEN.to_owned()),
+                ]
+                .map(|(name, value)| (name.to_owned(), value)),
+            );
+            if extension {
+                env.push((
+                    "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".to_owned(),
+                    fake_secrets.addr.port().to_string(),
+                ));
+            }
+            env
+        };
+        let mut json_env = broker_env.clone();
+        json_env.push(("AWS_LAMBDA_LOG_FORMAT".to_owned(), "JSON".to_owned()));
+        let today = |run: &str| match run {
+            "token+secrets" => with_secrets(false),
+            "token+json" => json_env.clone(),
+            _ => broker_env.clone(),
+        };
+        let plain = "`token` without `SECRETS_ARN`";
+        let mut references = Vec::new();
+        let mut alternatives = Vec::new();
+        for (variant, bin) in &args.variants {
+            if !bin.exists() {
+                results
+                    .problems
+                    .push(format!("variant {variant}: no binary at {}", bin.display()));
+                continue;
+            }
+            if let Ok(size) = std::fs::metadata(bin).map(|m| m.len()) {
+                results.variant_binaries.insert(variant.clone(), size);
+            }
+            let plan: Vec<VariantRun> = match variant.as_str() {
+                "aws-sigv4" => vec![
+                    ("token", broker_env.clone(), "token", plain),
+                    (
+                        "token+secrets",
+                        with_secrets(false),
+                        "token+secrets",
+                        "`token` reading its secret from Secrets Manager (a fake on loopback)",
+                    ),
+                ],
+                "secrets-extension" => vec![
+                    ("token", broker_env.clone(), "token", plain),
+                    (
+                        "token+extension",
+                        with_secrets(true),
+                        "token+secrets",
+                        "`token` reading its secret through the extension (a fake on loopback), against today's direct call",
+                    ),
+                    (
+                        "token+secrets",
+                        with_secrets(false),
+                        "token+secrets",
+                        "`token` reading its secret from Secrets Manager directly (no layer)",
+                    ),
+                ],
+                "tracing-subscriber" => vec![
+                    ("token", broker_env.clone(), "token", "`token`, text log lines"),
+                    (
+                        "token+json",
+                        json_env.clone(),
+                        "token+json",
+                        "`token`, JSON log lines (`AWS_LAMBDA_LOG_FORMAT=JSON`, as template.yaml sets)",
+                    ),
+                ],
+                // Today's token binary again, copied as the variants are: the spread between two
+                // builds that are the same.
+                "control" => vec![
+                    (
+                        "token",
+                        broker_env.clone(),
+                        "token",
+                        "today's `token` against itself: the spread",
+                    ),
+                    (
+                        "token+secrets",
+                        with_secrets(false),
+                        "token+secrets",
+                        "the same, reading its secret from Secrets Manager",
+                    ),
+                    ("token+json", json_env.clone(), "token+json", "the same, JSON log lines"),
+                ],
+                _ => vec![("token", broker_env.clone(), "token", plain)],
+            };
+            for (run, env, reference, what) in plan {
+                let label = format!("{variant}.{run}");
+                let reference = format!("today.{reference}");
+                if !references.iter().any(|(s, _): &(Spec, Bytes)| s.label == reference) {
+                    let env = today(reference.trim_start_matches("today."));
+                    let today_token = args.today_token.clone().unwrap_or_else(|| args.bin_dir.join("token"));
+                    references.push((spec(&reference, &today_token, env), token_event.clone()));
+                }
+                alternatives.push((spec(&label, bin, env), token_event.clone()));
+                results.comparisons.push(Comparison {
+                    variant: variant.clone(),
+                    label,
+                    reference,
+                    what: what.to_owned(),
+                });
+            }
+        }
+        let at = runs.iter().position(|(s, _)| s.label == "revoke").unwrap_or(runs.len());
+        let added = references.len() + alternatives.len();
+        runs.splice(at..at, references.into_iter().chain(alternatives));
+        compared = at..at + added;
+    }
+
     // 1. Cold starts, interleaved so that drift in the machine's load spreads over all of them.
     //    The first round only warms the page cache and is not counted.
     eprintln!("bench: cold starts ({} rounds)", plan.cold_runs);
     for round in 0..=plan.cold_runs {
-        for (spec, event) in &runs {
+        // The compared runs go in reverse order every other round, so that none always follows
+        // the same process.
+        let order = (0..runs.len()).map(|i| {
+            if round % 2 == 1 && compared.contains(&i) {
+                compared.start + compared.end - 1 - i
+            } else {
+                i
+            }
+        });
+        for (spec, event) in order.map(|i| &runs[i]) {
             let (running, call) = Running::start(spec, event).await?;
             if round > 0 {
                 let cold = results.cold.entry(spec.label.clone()).or_default();
@@ -467,7 +660,12 @@ async fn run(args: &Args) -> Result<Results, String> {
     }
     // Every other function on its own; login last, as its pending logins stay in Redis for
     // minutes and would lengthen the key scans of the others.
-    let mut others: Vec<_> = runs.iter().filter(|(s, _)| !in_group(&s.label)).collect();
+    let mut others: Vec<_> = runs
+        .iter()
+        .enumerate()
+        .filter(|(i, (s, _))| !in_group(&s.label) && !compared.contains(i))
+        .map(|(_, run)| run)
+        .collect();
     others.sort_by_key(|(s, _)| s.label == "login");
     for (spec, event) in others {
         let warm = warm_run(spec, event, plan.other_calls, redis_server.port).await?;
@@ -476,6 +674,23 @@ async fn run(args: &Args) -> Result<Results, String> {
             seed(&callback_spec, &callback_event).await?;
         }
     }
+
+    // The compared runs' peak memory: each run of an alternative and of today's code, one process
+    // after the other, several times.
+    for _ in 0..plan.memory_rounds {
+        for (spec, event) in &runs[compared.clone()] {
+            let (mut running, call) = Running::start(spec, event).await?;
+            expect_ok(&call, &spec.label)?;
+            for _ in 0..plan.memory_calls {
+                expect_ok(&running.invoke(event).await?, &spec.label)?;
+            }
+            let samples = results.memory.entry(spec.label.clone()).or_default();
+            samples.extend(running.peak_rss_kib());
+            running.stop().await;
+        }
+    }
+
+    results.memory_plan = (plan.memory_rounds, plan.memory_calls);
 
     // 4. The refresh path: every /token finds its token inside the refresh window (the provider
     //    issues 30-second tokens, the skew is 60 s) and refreshes through a provider that takes
@@ -522,6 +737,13 @@ async fn run(args: &Args) -> Result<Results, String> {
             }
             Err(error) => results.problems.push(format!("{}: {error}", path.display())),
         }
+    }
+    if !results.comparisons.is_empty() {
+        results.notes.push(format!(
+            "the fake Secrets Manager answered {} GetSecretValue calls, the fake extension {} requests",
+            fake_secrets.state.direct.load(std::sync::atomic::Ordering::SeqCst),
+            fake_secrets.state.extension.load(std::sync::atomic::Ordering::SeqCst)
+        ));
     }
     drop(redis_server);
     Ok(results)

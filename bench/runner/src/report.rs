@@ -11,6 +11,11 @@ const COLD_TARGET: f64 = 1.3;
 const RSS_TARGET: f64 = 1.5;
 const HOT_PATH_MARGIN: Duration = Duration::from_micros(100);
 const ZIP_TARGET_BYTES: u64 = 2_000_000;
+/// How far apart two builds' figures may be and still count as the same, in units of the
+/// hello-world's: about the spread of the paired cold-start median and of peak memory between
+/// runs of one build (BENCHMARKS.md, "Reading the numbers").
+const COLD_SPREAD: f64 = 0.05;
+const RSS_SPREAD: f64 = 0.1;
 
 struct Row {
     measure: String,
@@ -425,6 +430,8 @@ pub fn render(args: &Args, r: &Results) -> String {
         }
     }
 
+    let alternatives = render_alternatives(args, r, &describe_cold, &paired);
+
     let mut out = String::new();
     let mode = match args.mode {
         Mode::Full => "full",
@@ -450,6 +457,114 @@ pub fn render(args: &Args, r: &Results) -> String {
             out,
             "| {} | {} | {} | {} | {} | {} |",
             row.measure, row.value, row.baseline, row.ratio, row.target, row.met
+        );
+    }
+    out.push_str(&alternatives);
+    out
+}
+
+/// The table of alternatives to today's code (BENCH_VARIANTS): each run against the run of
+/// today's code it took turns with, the differences in units of the hello-world's figures.
+fn render_alternatives(
+    args: &Args,
+    r: &Results,
+    describe_cold: &dyn Fn(&str) -> String,
+    paired: &dyn Fn(&str) -> Option<Paired>,
+) -> String {
+    let mut out = String::new();
+    if r.comparisons.is_empty() {
+        return out;
+    }
+    // Per round: (alternative − today's) / hello-world, so the cost reads in hello-world cold starts.
+    let cost = |label: &str, reference: &str| -> Option<Paired> {
+        let (alt, today, base) = (r.cold.get(label)?, r.cold.get(reference)?, r.cold.get("baseline")?);
+        let mut costs: Vec<f64> = alt
+            .first_answer
+            .iter()
+            .zip(&today.first_answer)
+            .zip(&base.first_answer)
+            .map(|((a, t), b)| (a.as_secs_f64() - t.as_secs_f64()) / b.as_secs_f64())
+            .collect();
+        costs.sort_by(f64::total_cmp);
+        let at = |quantile: f64| costs[((costs.len() - 1) as f64 * quantile).round() as usize];
+        (!costs.is_empty()).then(|| Paired {
+            median: at(0.5),
+            lower_quartile: at(0.25),
+            upper_quartile: at(0.75),
+        })
+    };
+    // The median of the processes started for the comparison; the hello-world's from its warm run.
+    let rss_of = |label: &str| {
+        let mut samples = r.memory.get(label)?.clone();
+        samples.sort_unstable();
+        samples.get(samples.len().checked_sub(1)? / 2).copied()
+    };
+    let base_rss = r.warm.get("baseline").and_then(|w| w.peak_rss_kib);
+    let today_bin = r.binaries.get("token").copied();
+    let _ = writeln!(out, "\n### Alternatives to today's code\n");
+    let _ = writeln!(
+        out,
+        "Each run of an alternative took turns with the same run of today's code in every cold-start round. \
+         Cost = (alternative − today's) ÷ hello-world of the same round, median over the rounds (middle half in \
+         brackets). Peak RSS: the median of {} processes each, started in turns, after {} warm calls; its cost \
+         is the difference ÷ the hello-world's. Within the spread: cold-start cost ≤ {COLD_SPREAD}×, \
+         memory cost ≤ {RSS_SPREAD}×.\n",
+        r.memory_plan.0, r.memory_plan.1
+    );
+    let _ = writeln!(
+        out,
+        "| Alternative | Run | Cold start | Ratio to hello-world (today's) | Cold-start cost | Peak RSS (today's) | \
+         Memory cost | `token` binary (today's) | Within the spread |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for c in &r.comparisons {
+        let ratio = |label: &str| paired(label).map_or_else(|| "—".to_owned(), |p| format!("{:.2}×", p.median));
+        let cold_cost = cost(&c.label, &c.reference);
+        let rss_cost = rss_of(&c.label)
+            .zip(rss_of(&c.reference))
+            .zip(base_rss)
+            .map(|((a, t), b)| (a as f64 - t as f64) / b as f64);
+        let rss_text = |label: &str| rss_of(label).map_or_else(|| "—".to_owned(), mib);
+        let binary = match (r.variant_binaries.get(&c.variant), today_bin) {
+            (Some(&alt), Some(today)) => format!(
+                "{} ({}, {:+.0} KB)",
+                mb(alt),
+                mb(today),
+                (alt as f64 - today as f64) / 1e3
+            ),
+            _ => "—".to_owned(),
+        };
+        let within = match (args.mode, cold_cost, rss_cost) {
+            (Mode::Short, _, _) => "not judged (debug build)".to_owned(),
+            (Mode::Full, Some(cold), Some(rss)) => {
+                if cold.median <= COLD_SPREAD && rss <= RSS_SPREAD {
+                    "yes".to_owned()
+                } else {
+                    "**no**".to_owned()
+                }
+            }
+            _ => "n/a".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} ({}) | {} | {} ({}) | {} | {} | {} |",
+            c.variant,
+            c.what,
+            describe_cold(&c.label),
+            ratio(&c.label),
+            ratio(&c.reference),
+            cold_cost.map_or_else(
+                || "—".to_owned(),
+                |p| format!(
+                    "{:+.3}× ({:+.3} to {:+.3})",
+                    p.median, p.lower_quartile, p.upper_quartile
+                )
+            ),
+            rss_text(&c.label),
+            rss_text(&c.reference),
+            rss_cost.map_or_else(|| "—".to_owned(), |x| format!("{x:+.3}×")),
+            binary,
+            within
         );
     }
     out
