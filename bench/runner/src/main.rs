@@ -6,6 +6,7 @@
 //! round trips, the refresh path, peak memory, zip size and CPU per call by runtime flavour.
 //! It reports; it never fails on a figure. It fails only when a function does not work.
 
+mod dynamodb;
 mod function;
 mod monitor;
 mod provider;
@@ -281,6 +282,8 @@ pub struct Results {
     pub token_commands: Option<PerCall>,
     /// Redis commands of a cold `/token` (connection set-up and the read).
     pub cold_token_commands: Option<PerCall>,
+    /// DynamoDB calls of a cold `/token` on DynamoDB, by action.
+    pub dynamodb_cold_token_calls: BTreeMap<String, u64>,
     /// Refresh-path latency with the provider's own time taken out.
     pub refresh: Vec<Duration>,
     pub refresh_commands: Option<PerCall>,
@@ -334,6 +337,7 @@ async fn run(args: &Args) -> Result<Results, String> {
     let mut redis = Redis::connect(&redis_server.url()).await?;
     let provider = FakeProvider::start().await.map_err(|e| e.to_string())?;
     // What functions configured with SECRETS_ARN read instead of their CLIENT_SECRET and API_KEY.
+    let fake_dynamo = dynamodb::FakeDynamo::start().await.map_err(|e| e.to_string())?;
     let fake_secrets = FakeSecrets::start(&[("CLIENT_SECRET", "bench-client-secret"), ("API_KEY", API_KEY)])
         .await
         .map_err(|e| e.to_string())?;
@@ -422,6 +426,39 @@ async fn run(args: &Args) -> Result<Results, String> {
     }
     if let Ok(size) = std::fs::metadata(&args.baseline).map(|m| m.len()) {
         results.binaries.insert("baseline".to_owned(), size);
+    }
+    // `token` and `verify` again on DynamoDB (the fake above) instead of Redis, before `revoke`.
+    let dynamo_env: Vec<(String, String)> = broker_env
+        .iter()
+        .filter(|(name, _)| name != "REDIS_URL")
+        .cloned()
+        .chain(
+            [
+                ("DYNAMODB_TABLE", "bench-table".to_owned()),
+                ("AWS_REGION", "eu-west-1".to_owned()),
+                ("AWS_ENDPOINT_URL_DYNAMODB", fake_dynamo.url.clone()),
+                ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLEBENCH0001".to_owned()),
+                (
+                    "AWS_SECRET_ACCESS_KEY",
+                    "fake/secret+access+key/for+the+bench+01".to_owned(),
+                ),
+                ("AWS_SESSION_TOKEN", secrets::SESSION_TOKEN.to_owned()),
+            ]
+            .map(|(name, value)| (name.to_owned(), value)),
+        )
+        .collect();
+    for name in ["token", "verify"] {
+        if results.functions.iter().any(|f| f == name) {
+            let at = runs.iter().position(|(s, _)| s.label == "revoke").unwrap_or(runs.len());
+            let label = format!("{name}-dynamodb");
+            runs.insert(
+                at,
+                (
+                    spec(&label, &args.bin_dir.join(name), dynamo_env.clone()),
+                    read_event(name)?,
+                ),
+            );
+        }
     }
     let token_mt = args.token_mt.as_ref().filter(|path| path.exists());
     if let Some(path) = token_mt {
@@ -591,6 +628,20 @@ async fn run(args: &Args) -> Result<Results, String> {
     }
     if !results.problems.is_empty() {
         return Ok(results);
+    }
+
+    // DynamoDB calls of one cold /token.
+    if let Some((spec, event)) = runs.iter().find(|(s, _)| s.label == "token-dynamodb") {
+        let before = fake_dynamo.calls();
+        let (running, call) = Running::start(spec, event).await?;
+        expect_ok(&call, "token on DynamoDB")?;
+        running.stop().await;
+        results.dynamodb_cold_token_calls = fake_dynamo
+            .calls()
+            .into_iter()
+            .map(|(action, n)| (action.clone(), n - before.get(&action).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
     }
 
     let token = runs.iter().find(|(s, _)| s.label == "token").cloned();

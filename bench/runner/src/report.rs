@@ -229,6 +229,39 @@ pub fn render(args: &Args, r: &Results) -> String {
         }
     }
 
+    // The same functions on DynamoDB (a fake on loopback), against the hello-world and against
+    // themselves on Redis, in the same rounds.
+    for name in ["token", "verify"] {
+        let label = format!("{name}-dynamodb");
+        if cold_of(&label).is_none() {
+            continue;
+        }
+        let on_dynamodb = paired(&label);
+        rows.push(
+            row(format!("Cold start, `{name}` on DynamoDB"), describe_cold(&label))
+                .baseline(base_text.clone())
+                .paired_ratio(on_dynamodb)
+                .target("≤ 1.5×", on_dynamodb.map(|p| p.median <= 1.5)),
+        );
+        let difference = on_dynamodb.zip(paired(name)).map(|(d, r)| d.median - r.median);
+        let mut against_redis = row(
+            format!("Cold start, `{name}` on DynamoDB minus on Redis"),
+            difference.map_or_else(|| "—".to_owned(), |d| format!("{d:+.3}× of the hello-world")),
+        )
+        .target("≤ +0.1×", difference.map(|d| d <= 0.1));
+        against_redis.baseline = format!("`{name}` on Redis");
+        rows.push(against_redis);
+    }
+    if !r.dynamodb_cold_token_calls.is_empty() {
+        let calls: Vec<String> = r
+            .dynamodb_cold_token_calls
+            .iter()
+            .map(|(action, n)| format!("{n} {action}"))
+            .collect();
+        let one_get = r.dynamodb_cold_token_calls.len() == 1 && r.dynamodb_cold_token_calls.get("GetItem") == Some(&1);
+        rows.push(row("DynamoDB calls of a cold `/token`", calls.join(", ")).target("1 GetItem", Some(one_get)));
+    }
+
     // Warm /token.
     let token = r.warm.get("token").and_then(|w| summarize(&w.latencies));
     let base = r.warm.get("baseline").and_then(|w| summarize(&w.latencies));
