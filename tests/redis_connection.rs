@@ -251,3 +251,42 @@ async fn a_write_whose_answer_was_lost_is_recognized_as_stored() {
     assert!(outcomes.iter().all(|outcome| outcome == "refreshed"), "{outcomes:?}");
     assert!(!outcomes.is_empty());
 }
+
+/// A Redis that answers every command with `reply`, as one does while it loads its data after a
+/// restart, or as a replica does during a failover.
+async fn redis_answering(reply: &'static [u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                while let Ok(read) = client.read(&mut buffer).await {
+                    if read == 0 || client.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_redis_loading_its_data_or_in_a_failover_is_503_not_500() {
+    for reply in [
+        &b"-LOADING Redis is loading the dataset in memory\r\n"[..],
+        b"-READONLY You can't write against a read only replica.\r\n",
+        b"-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n",
+        b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+    ] {
+        let label = String::from_utf8_lossy(reply).trim().to_owned();
+        let h = Harness::with(&[("REDIS_URL", &redis_answering(reply).await)]).await;
+        for (route, event) in [(Route::TOKEN, "token"), (Route::VERIFY, "verify")] {
+            let answer = h.call(route, event).await;
+            assert_eq!(answer.status, 503, "{label}, {event}: {}", answer.body);
+            assert_eq!(answer.error(), "store_unavailable", "{label}, {event}");
+        }
+    }
+}

@@ -528,11 +528,22 @@ impl OwnRedis {
             .spawn()
             .expect("redis-server is installed (make test installs it)");
         *self.child.lock().unwrap() = Some(child);
+        // Up is answering PONG: while it loads its append-only file it answers LOADING.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !self.answers_ping() {
             assert!(std::time::Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    fn answers_ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+        let mut answer = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
     }
 
     pub fn stop(&self) {

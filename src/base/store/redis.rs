@@ -9,7 +9,7 @@ use std::{
 };
 
 use redis::{
-    AsyncCommands, Client, ErrorKind, IntoConnectionInfo, RedisError, Script, Value,
+    AsyncCommands, Client, ErrorKind, IntoConnectionInfo, RedisError, Script, ServerErrorKind, Value,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 
@@ -145,13 +145,33 @@ fn describe(error: &RedisError) -> String {
         ErrorKind::InvalidClientConfig => "invalid client configuration",
         _ if error.is_timeout() => "timed out",
         _ if error.is_connection_dropped() || error.is_connection_refusal() => "connection failed",
+        ErrorKind::Server(ServerErrorKind::BusyLoading) => "loading its data",
+        ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown) => "in a failover",
         _ => "command failed",
     };
     format!("{kind} ({:?})", error.kind())
 }
 
+/// Whether waiting helps: the connection failed, or the server is between states (loading its data
+/// after a restart, in a failover, a cluster without a master for a slot), which a retry a moment
+/// later gets past. Anything else is an answer this version cannot use.
 fn classify(error: RedisError) -> StoreError {
-    if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal() {
+    let passing = matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly
+        )
+    );
+    if passing
+        || error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+    {
         StoreError::Unavailable(describe(&error))
     } else {
         StoreError::Protocol(describe(&error))
