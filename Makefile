@@ -28,7 +28,7 @@ test: ## Run every test against a throw-away Redis and a fake provider (installs
 	cargo clippy --all-targets --all-features --locked -- -D warnings
 	scripts/lint-template.sh
 	scripts/e2e.sh
-	$(MAKE) --no-print-directory bench BENCH=short BENCH_VARIANTS=
+	$(MAKE) --no-print-directory bench BENCH=short BENCH_VARIANTS= BENCH_AGAINST=
 
 lint: ## Formatting, clippy and the SAM template lint
 	cargo fmt --all -- --check
@@ -68,8 +68,10 @@ invoke: tools ## Send events/$(EVENT).json to function $(FN) running under `make
 BENCH ?= full
 # Alternatives to measure beside today's code: folders of bench/variants/, or "all" (BENCHMARKS.md).
 BENCH_VARIANTS ?=
+# A git revision whose token to measure beside today's (BENCHMARKS.md).
+BENCH_AGAINST ?=
 bench: ## Benchmark the functions against a hello-world (BENCH=short: check that it runs; BENCH_VARIANTS=all: the alternatives too); see BENCHMARKS.md
-	BENCH=$(BENCH) BENCH_VARIANTS="$(BENCH_VARIANTS)" FUNCTIONS="$(FUNCTIONS)" scripts/bench.sh
+	BENCH=$(BENCH) BENCH_VARIANTS="$(BENCH_VARIANTS)" BENCH_AGAINST="$(BENCH_AGAINST)" FUNCTIONS="$(FUNCTIONS)" scripts/bench.sh
 
 FUZZ_SECONDS ?= 60
 fuzz: ## Fuzz the parsers with cargo-fuzz, FUZZ_SECONDS (default 60) per target; installs cargo-fuzz if missing

@@ -10,6 +10,9 @@
 #   BENCH_VARIANTS  alternatives to today's code to measure beside it, by name of a folder of
 #                bench/variants/ (or "all"): each is a copy of the crate with that folder's files
 #                swapped in, and adds a table of its own to the report. Off unless set.
+#   BENCH_AGAINST  a git revision (e.g. a release tag): its `token` is built from that revision's
+#                tree and measured beside today's the same way, so a change's cost shows in the
+#                same run. Off unless set.
 #
 # Needs redis-server (installed from Debian's packages when missing).
 set -euo pipefail
@@ -111,6 +114,21 @@ for name in $variants; do
     echo "bench: variant $name did not build; it is left out" >&2
   fi
 done
+if [ -n "${BENCH_AGAINST:-}" ]; then
+  against=$work/against-tree
+  rev=$(git rev-parse --short "$BENCH_AGAINST")
+  rm -rf "$against" && mkdir -p "$against"
+  git archive "$rev" | tar -x -C "$against"
+  echo "bench: building token as of $rev ($profile)" >&2
+  if CARGO_TARGET_DIR=$work/against-target cargo build --manifest-path "$against/Cargo.toml" \
+      --profile "$profile" --locked --bin token; then
+    mkdir -p "$work/variants/at-$rev"
+    cp "$work/against-target/$out/token" "$work/variants/at-$rev/token"
+    built+=("at-$rev=$work/variants/at-$rev/token")
+  else
+    echo "bench: token as of $rev did not build; it is left out" >&2
+  fi
+fi
 if [ ${#built[@]} -gt 0 ]; then
   # Today's token for the comparison, and once more as a control whose row shows the spread.
   mkdir -p "$work/variants/today" "$work/variants/control"
