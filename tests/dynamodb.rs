@@ -15,7 +15,7 @@ use std::{
 
 use common::*;
 use token_broker::{
-    base::store::{DynamoConfig, DynamoStore, Store, StoreError},
+    base::store::{DynamoStore, Store, StoreError},
     http::routes::Route,
 };
 use tokio::net::{TcpListener, TcpStream};
@@ -123,16 +123,8 @@ async fn throttled_store(times: usize, timeout: Duration) -> (DynamoStore, Arc<A
         })
         .mount(&server)
         .await;
-    let config = DynamoConfig {
-        table: DYNAMODB_TABLE.to_owned(),
-        region: "eu-west-1".to_owned(),
-        endpoint: Some(server.uri()),
-        credentials: token_broker::base::aws::credentials(|name| {
-            dynamodb_vars().into_iter().find(|(k, _)| *k == name).map(|(_, v)| v)
-        })
-        .unwrap(),
-    };
-    (DynamoStore::new(&config, timeout).unwrap(), calls, server)
+    let store = DynamoStore::new(&dynamodb_config(server.uri()), timeout).unwrap();
+    (store, calls, server)
 }
 
 #[tokio::test]

@@ -22,6 +22,15 @@ impl Clock for SystemClock {
     }
 }
 
+/// Milliseconds since the Unix epoch, by the system clock: what the stores' expiry times and the
+/// metrics' timestamps are kept in.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Days since 1970-01-01 to a (year, month, day) of the proleptic Gregorian calendar (Howard
 /// Hinnant's `civil_from_days`): counted in 400-year eras of 146,097 days, with years starting on
 /// 1 March so that the leap day ends a year.

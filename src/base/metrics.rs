@@ -4,12 +4,11 @@
 //! Namespace `TokenBroker`. Each metric is emitted per connection and once without dimensions,
 //! so an alarm can watch all connections with one metric.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
+
+use crate::base::clock::unix_millis;
 
 pub const NAMESPACE: &str = "TokenBroker";
 
@@ -106,10 +105,7 @@ impl Metrics {
 }
 
 fn emf_line(dimension_sets: &[&[&str]], properties: &[(&str, &str)], metrics: &[(&str, &str, f64)]) -> Value {
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let timestamp = unix_millis();
     let mut root = Map::new();
     root.insert(
         "_aws".to_owned(),

@@ -1,6 +1,7 @@
 //! Local mode (`make serve`): every route served from one process on 127.0.0.1:9000 (`BIND`,
 //! `PORT`), through the very same route table as the Lambda functions, with the tokens in Redis
-//! when `REDIS_URL` is set, else in an embedded on-disk store; keep-alive runs every
+//! when `REDIS_URL` is set, in DynamoDB when `DYNAMODB_TABLE` is, else in an embedded on-disk
+//! store; keep-alive runs every
 //! `KEEPALIVE_INTERVAL` seconds. A newcomer can run the broker without an AWS account or a Redis
 //! server.
 //!
@@ -105,9 +106,6 @@ fn start() -> Result<(), LocalError> {
             .or_else(|| (name == "REDIRECT_URI").then(|| default_redirect.clone()))
     })
     .map_err(LocalError::Config)?;
-    if on_lambda() && matches!(config.store, StoreConfig::Embedded { .. }) {
-        return Err(LocalError::Init(InitError::EmbeddedStoreOnLambda));
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -127,7 +125,9 @@ fn start() -> Result<(), LocalError> {
 
 async fn open_store(config: &Config) -> Result<AnyStore, LocalError> {
     match &config.store {
-        StoreConfig::Embedded { dir } => Ok(AnyStore::Embedded(
+        // On Lambda, where each instance would hold its own tokens, the shared store's check below
+        // refuses it.
+        StoreConfig::Embedded { dir } if !on_lambda() => Ok(AnyStore::Embedded(
             EmbeddedStore::open(dir).map_err(LocalError::StoreInUse)?,
         )),
         // An emulator starts empty: the table is made here. On AWS the template makes it.

@@ -24,7 +24,7 @@ use token_broker::{
         connection::DEFAULT as DEFAULT_CONNECTION,
         record::{ConnectionRecord, TokenSet},
         secret::Secret,
-        store::{DynamoStore, Expect, RedisStore, Store},
+        store::{DynamoConfig, DynamoStore, Expect, RedisStore, Store},
     },
     http::routes::{self, Route},
     oauth::app::App,
@@ -64,37 +64,23 @@ pub fn dynamodb_vars() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// A store on the shared test table, created on first use.
-pub async fn dynamodb_store(timeout: std::time::Duration) -> DynamoStore {
-    let vars: HashMap<&str, String> = dynamodb_vars().into_iter().collect();
-    let config = Config::from_lookup(|name| match name {
-        "REDIS_URL" => None,
-        _ => vars.get(name).cloned().or_else(|| minimal_var(name)),
-    })
-    .expect("the DynamoDB test configuration is valid");
-    let StoreConfig::DynamoDb(table) = &config.store else {
-        panic!("DYNAMODB_TABLE selects DynamoDB")
-    };
-    let store = DynamoStore::new(table, timeout).unwrap();
-    store.ensure_table().await.unwrap();
-    store
+/// The shared test table at `endpoint`, with the credentials of [`dynamodb_vars`].
+pub fn dynamodb_config(endpoint: String) -> DynamoConfig {
+    let vars = dynamodb_vars();
+    let var = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+    DynamoConfig {
+        table: DYNAMODB_TABLE.to_owned(),
+        region: var("AWS_REGION").unwrap(),
+        endpoint: Some(endpoint),
+        credentials: token_broker::base::aws::credentials(var).unwrap(),
+    }
 }
 
-/// Values for the variables every configuration needs, for tests that only want a store.
-fn minimal_var(name: &str) -> Option<String> {
-    Some(
-        match name {
-            "CLIENT_ID" => CLIENT_ID,
-            "CLIENT_SECRET" => CLIENT_SECRET,
-            "TOKEN_URL" => "https://provider.example/token",
-            "AUTHORIZE_URL" => "https://provider.example/authorize",
-            "REDIRECT_URI" => REDIRECT_URI,
-            "OAUTH_STATE" => OAUTH_STATE,
-            "API_KEY" => API_KEY,
-            _ => return None,
-        }
-        .to_owned(),
-    )
+/// A store on the shared test table, created on first use.
+pub async fn dynamodb_store(timeout: std::time::Duration) -> DynamoStore {
+    let store = DynamoStore::new(&dynamodb_config(dynamodb_url()), timeout).unwrap();
+    store.ensure_table().await.unwrap();
+    store
 }
 
 pub fn redis_url() -> String {

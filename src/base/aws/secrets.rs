@@ -7,18 +7,12 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use reqwest::{
-    Client, StatusCode, Url,
-    header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue},
-};
+use reqwest::{Client, StatusCode, Url, header::HeaderMap};
 use serde_json::Value;
 use thiserror::Error;
 
 use crate::base::{
-    aws::{
-        self,
-        sigv4::{self, Credentials},
-    },
+    aws::{self, sigv4::Credentials},
     clock::{Clock, SystemClock},
     secret::Secret,
 };
@@ -144,34 +138,19 @@ fn signed_request(
     now: i64,
 ) -> Result<(HeaderMap, Vec<u8>), SecretsError> {
     let body = serde_json::to_vec(&serde_json::json!({ "SecretId": arn })).expect("a JSON object serializes");
-    let signed = sigv4::sign(
-        &sigv4::Request {
-            method: "POST",
-            host: &target.host,
-            path: "/",
-            query: "",
-            headers: &[("content-type", CONTENT_TYPE_JSON), ("x-amz-target", TARGET)],
-            body: &body,
-        },
-        credentials,
-        &target.region,
-        SERVICE,
-        now,
-    );
-    let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_JSON));
-    headers.insert("x-amz-target", HeaderValue::from_static(TARGET));
-    for (name, value) in signed.headers() {
-        // Values come from the environment; one with a newline cannot be sent, and saying which
-        // is enough.
-        let mut value = HeaderValue::from_str(value).map_err(|_| SecretsError::Invalid {
-            name: header_source(name),
-            reason: "contains characters not allowed in an HTTP header",
-        })?;
-        // Kept out of any Debug output of the request.
-        value.set_sensitive(name != "x-amz-date");
-        headers.insert(HeaderName::from_static(name), value);
-    }
+    let call = aws::JsonCall {
+        host: &target.host,
+        region: &target.region,
+        service: SERVICE,
+        content_type: CONTENT_TYPE_JSON,
+        target: TARGET,
+    };
+    // Values come from the environment; one with a newline cannot be sent, and saying which is
+    // enough.
+    let headers = aws::signed_headers(&call, &body, credentials, now).map_err(|header| SecretsError::Invalid {
+        name: header_source(header),
+        reason: "contains characters not allowed in an HTTP header",
+    })?;
     Ok((headers, body))
 }
 

@@ -62,23 +62,18 @@
 
 use std::{
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use reqwest::{
-    Client, StatusCode, Url,
-    header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue},
-};
+use reqwest::{Client, StatusCode, Url, header::HeaderMap};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Map, Value, json};
 
 use super::{Expect, Store, StoreError, Ttl, Versioned};
 use crate::base::{
-    aws::{
-        self,
-        sigv4::{self, Credentials},
-    },
+    aws::{self, sigv4::Credentials},
+    clock::{Clock, SystemClock, unix_millis},
     tls,
 };
 
@@ -122,12 +117,6 @@ enum Failure {
     Store(StoreError),
 }
 
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Self {
-        Self::Store(error)
-    }
-}
-
 impl DynamoStore {
     /// Does not call DynamoDB: the first operation does. An unreachable table therefore shows as
     /// 503 answers, not as a function that fails to start.
@@ -153,8 +142,8 @@ impl DynamoStore {
         })
     }
 
-    /// Creates the table with the layout above, and its TTL, unless it exists: for a local
-    /// emulator and the tests. On AWS the SAM template creates it.
+    /// Creates the table with the layout above, and its TTL, unless it exists (an existing table
+    /// is left as it is): for a local emulator and the tests. On AWS the SAM template creates it.
     pub async fn ensure_table(&self) -> Result<(), StoreError> {
         let created = self
             .call(
@@ -174,7 +163,9 @@ impl DynamoStore {
             )
             .await;
         match created {
-            Ok(_) | Err(Failure::ConditionFailed) => {}
+            Ok(_) => {}
+            // There already; its TTL is whoever made it's business.
+            Err(Failure::ConditionFailed) => return Ok(()),
             Err(Failure::Store(error)) => return Err(error),
         }
         let ttl = self
@@ -186,10 +177,7 @@ impl DynamoStore {
                 }),
             )
             .await;
-        match ttl {
-            Ok(_) | Err(Failure::ConditionFailed) => Ok(()),
-            Err(Failure::Store(error)) => Err(error),
-        }
+        ttl.map(drop).map_err(store_error)
     }
 
     /// One call of the JSON protocol, retried while DynamoDB is throttling, failing or
@@ -282,38 +270,18 @@ impl DynamoStore {
     fn signed_headers(&self, action: &'static str, body: &[u8]) -> Result<HeaderMap, Attempt> {
         let inner = &*self.inner;
         let target = format!("DynamoDB_20120810.{action}");
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let signed = sigv4::sign(
-            &sigv4::Request {
-                method: "POST",
-                host: &inner.host,
-                path: "/",
-                query: "",
-                headers: &[("content-type", CONTENT_TYPE_JSON), ("x-amz-target", &target)],
-                body,
-            },
-            &inner.credentials,
-            &inner.region,
-            SERVICE,
-            now,
-        );
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_JSON));
-        let bad = |_| {
-            Attempt::Final(Failure::Store(StoreError::Protocol(
-                "a credential is not header-safe".into(),
-            )))
+        let call = aws::JsonCall {
+            host: &inner.host,
+            region: &inner.region,
+            service: SERVICE,
+            content_type: CONTENT_TYPE_JSON,
+            target: &target,
         };
-        headers.insert("x-amz-target", HeaderValue::from_str(&target).map_err(bad)?);
-        for (name, value) in signed.headers() {
-            let mut value = HeaderValue::from_str(value).map_err(bad)?;
-            value.set_sensitive(name != "x-amz-date");
-            headers.insert(HeaderName::from_static(name), value);
-        }
-        Ok(headers)
+        aws::signed_headers(&call, body, &inner.credentials, SystemClock.now()).map_err(|header| {
+            Attempt::Final(Failure::Store(StoreError::Protocol(format!(
+                "the value for {header} cannot be sent in an HTTP header"
+            ))))
+        })
     }
 
     fn key(&self, key: &str) -> Value {
@@ -365,17 +333,10 @@ fn jittered(base: Duration) -> Duration {
     base / 2 + base / 2 * u32::from(byte[0]) / 255
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The values an item's expiry is written as, or `None` for no expiry.
 fn expiry(ttl: Ttl) -> Option<(u64, u64)> {
     ttl.map(|ttl| {
-        let at_ms = now_ms() + (ttl.as_millis() as u64).max(1);
+        let at_ms = unix_millis() + (ttl.as_millis() as u64).max(1);
         (at_ms, at_ms.div_ceil(1000))
     })
 }
@@ -440,7 +401,7 @@ fn number(item: &Map<String, Value>, name: &str) -> Option<u64> {
 }
 
 fn live(item: &Map<String, Value>) -> bool {
-    number(item, "expires_at_ms").is_none_or(|at| at > now_ms())
+    number(item, "expires_at_ms").is_none_or(|at| at > unix_millis())
 }
 
 /// A live record in an item, or `None`; an item that is not a record is a protocol error.
@@ -510,7 +471,7 @@ impl Store for DynamoStore {
                 "Item": item,
                 "ConditionExpression": "attribute_not_exists(#sk) OR #e <= :now",
             }),
-            &[(":now", n(now_ms()))],
+            &[(":now", n(unix_millis()))],
         );
         conditional(self.call("PutItem", call).await)
     }
@@ -531,7 +492,7 @@ impl Store for DynamoStore {
                 "ConditionExpression": format!("attribute_exists(#g) AND {LIVE}"),
                 "ReturnValues": "ALL_OLD",
             }),
-            &[(":now", n(now_ms()))],
+            &[(":now", n(unix_millis()))],
         );
         match self.call("DeleteItem", call).await {
             Ok(answer) => record(key, answer.get("Attributes")),
@@ -625,7 +586,7 @@ impl DynamoStore {
                 "ReturnValues": "UPDATED_NEW",
             }),
             &[
-                (":now", n(now_ms())),
+                (":now", n(unix_millis())),
                 (":data", json!({"B": STANDARD.encode(data)})),
                 (":expected", n(expected)),
                 (":next", n(expected + 1)),
@@ -651,7 +612,7 @@ impl DynamoStore {
         }
         let call = with_placeholders(
             json!({"TableName": self.table(), "Item": item, "ConditionExpression": "#e <= :now"}),
-            &[(":now", n(now_ms()))],
+            &[(":now", n(unix_millis()))],
         );
         conditional(self.call("PutItem", call).await)
     }

@@ -7,12 +7,13 @@
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Expect, Store, StoreError, Ttl, Versioned};
+use crate::base::clock::unix_millis;
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 
@@ -109,19 +110,12 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("embedded store: {error}"))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn expiry(ttl: Ttl) -> u64 {
-    ttl.map_or(0, |ttl| now_ms() + (ttl.as_millis() as u64).max(1))
+    ttl.map_or(0, |ttl| unix_millis() + (ttl.as_millis() as u64).max(1))
 }
 
 fn live(expires_at_ms: u64) -> bool {
-    expires_at_ms == 0 || expires_at_ms > now_ms()
+    expires_at_ms == 0 || expires_at_ms > unix_millis()
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> u64 {

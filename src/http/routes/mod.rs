@@ -108,14 +108,6 @@ impl<S: Store> Route<S> {
     pub fn path(&self) -> &'static str {
         self.path
     }
-
-    pub fn methods(&self) -> &'static str {
-        self.methods
-    }
-
-    pub fn access(&self) -> Access {
-        self.access
-    }
 }
 
 impl<S> Clone for Route<S> {
