@@ -123,9 +123,7 @@ where
         let app = app_from_env()
             .await
             .inspect_err(|error| tracing::error!(%error, "initialization failed"))?;
-        if let AnyStore::Redis(redis) = &app.store {
-            redis.connect_early();
-        }
+        app.store.connect_early();
         // The state lives as long as the process, which serves until Lambda shuts it down.
         let app: &'static App<AnyStore> = Box::leak(Box::new(app));
         serve(app).await

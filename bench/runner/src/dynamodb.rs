@@ -1,5 +1,6 @@
 //! A fake DynamoDB on loopback for the functions configured with `DYNAMODB_TABLE`: `GetItem`
-//! answers one fresh token record, `Query` lists it, anything else succeeds with `{}`. It answers
+//! answers one fresh token record, `Query` lists it, anything else (including the unsigned
+//! `GET /` of the functions' early connection) succeeds with `{}`. It answers
 //! in microseconds, so a cold start's figure is the broker's own work (its HTTP client, the
 //! signing, the JSON) and not an emulator's or a network's. It counts the calls by action.
 
@@ -56,8 +57,9 @@ async fn handle(
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|target| target.strip_prefix("DynamoDB_20120810."))
-        .unwrap_or("")
-        .to_owned();
+        .map(str::to_owned)
+        // The early connection's unsigned request, which is not an action.
+        .unwrap_or_else(|| format!("{} {}", request.method(), request.uri().path()));
     let _ = request.into_body().collect().await;
     *calls.lock().unwrap().entry(action.clone()).or_default() += 1;
     let key = || serde_json::json!({"pk": {"S": "bench"}, "sk": {"S": KEY}});

@@ -110,6 +110,19 @@ macro_rules! on_backend {
     };
 }
 
+impl AnyStore {
+    /// Starts opening the network store's connection in the background (see the backends'
+    /// `connect_early`); must be called on a Tokio runtime.
+    pub fn connect_early(&self) {
+        match self {
+            AnyStore::Redis(store) => store.connect_early(),
+            AnyStore::DynamoDb(store) => store.connect_early(),
+            #[cfg(feature = "local")]
+            AnyStore::Embedded(_) => {}
+        }
+    }
+}
+
 impl Store for AnyStore {
     async fn load(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         on_backend!(self, store => store.load(key).await)
