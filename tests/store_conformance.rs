@@ -1,4 +1,5 @@
-//! The contract every store backend keeps, run unchanged against Redis and the embedded store.
+//! The contract every store backend keeps, run unchanged against Redis, DynamoDB and the
+//! embedded store.
 //! The refresh guarantees rest on exactly these properties.
 
 #![cfg(feature = "local")]
@@ -9,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 
 use token_broker::{
     base::secret::Secret,
-    base::store::{EmbeddedStore, Expect, RedisStore, Store},
+    base::store::{EmbeddedStore, Expect, Held, Lock, RedisStore, Store},
 };
 
 /// Keys unique to one test, so backends can be shared between tests.
@@ -153,6 +154,99 @@ async fn concurrent_lock_attempts_have_one_winner(store: impl Store + Clone + 's
     assert_eq!(winners, 1);
 }
 
+async fn a_lock_is_taken_only_while_the_record_is_current(store: impl Store) {
+    let (record, lock) = (key("guarded"), key("guarded-lock"));
+    let ttl = Duration::from_secs(30);
+    let alice = Held {
+        key: &lock,
+        owner: "alice",
+    };
+    let bob = Held {
+        key: &lock,
+        owner: "bob",
+    };
+    // No record: nothing to guard, and the lock stays free.
+    assert_eq!(
+        store.lock_if_current(alice, ttl, &record, 1).await.unwrap(),
+        Lock::Changed
+    );
+    store.write(&record, Expect::Any, b"v1", None).await.unwrap();
+    store.write(&record, Expect::Generation(1), b"v2", None).await.unwrap();
+    // A caller that read generation 1 is told it changed, and takes no lock...
+    assert_eq!(
+        store.lock_if_current(alice, ttl, &record, 1).await.unwrap(),
+        Lock::Changed
+    );
+    // ...so one that read generation 2 gets it, and others, even at generation 2, do not.
+    assert_eq!(store.lock_if_current(bob, ttl, &record, 2).await.unwrap(), Lock::Taken);
+    assert_eq!(store.lock_if_current(alice, ttl, &record, 2).await.unwrap(), Lock::Held);
+    assert_eq!(store.lock_if_current(bob, ttl, &record, 2).await.unwrap(), Lock::Held);
+    assert!(!store.try_lock(&lock, "carol", ttl).await.unwrap());
+    store.unlock(&lock, "bob").await.unwrap();
+    assert!(store.try_lock(&lock, "carol", ttl).await.unwrap());
+}
+
+async fn a_write_releases_its_lock_whether_stored_or_refused(store: impl Store) {
+    let (record, lock) = (key("released"), key("released-lock"));
+    let ttl = Duration::from_secs(30);
+    let alice = Held {
+        key: &lock,
+        owner: "alice",
+    };
+    store.write(&record, Expect::Any, b"v1", None).await.unwrap();
+
+    assert_eq!(
+        store.lock_if_current(alice, ttl, &record, 1).await.unwrap(),
+        Lock::Taken
+    );
+    let written = store
+        .write_unlocking(&record, Expect::Generation(1), b"v2", None, alice)
+        .await;
+    assert_eq!(written.unwrap(), Some(2));
+    assert_eq!(store.load(&record).await.unwrap().unwrap().data, b"v2");
+    assert!(
+        store.try_lock(&lock, "bob", ttl).await.unwrap(),
+        "released with the write"
+    );
+
+    // Bob's lock is not Alice's to release, stored or not; a refused write changes nothing.
+    let refused = store
+        .write_unlocking(&record, Expect::Generation(1), b"stale", None, alice)
+        .await;
+    assert_eq!(refused.unwrap(), None);
+    assert_eq!(store.load(&record).await.unwrap().unwrap().data, b"v2");
+    assert!(
+        !store.try_lock(&lock, "carol", ttl).await.unwrap(),
+        "bob still holds it"
+    );
+    let bob = Held {
+        key: &lock,
+        owner: "bob",
+    };
+    assert_eq!(
+        store
+            .write_unlocking(&record, Expect::Generation(1), b"stale", None, bob)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store.try_lock(&lock, "carol", ttl).await.unwrap(),
+        "released although refused"
+    );
+
+    // A write that expects nothing writes and releases too.
+    let carol = Held {
+        key: &lock,
+        owner: "carol",
+    };
+    let ttl_write = store
+        .write_unlocking(&record, Expect::Any, b"v3", Some(ttl), carol)
+        .await;
+    assert_eq!(ttl_write.unwrap(), Some(3));
+    assert!(store.try_lock(&lock, "dave", ttl).await.unwrap());
+}
+
 async fn binary_data_round_trips(store: impl Store) {
     let k = key("binary");
     let data: Vec<u8> = (0..=255).collect();
@@ -279,6 +373,8 @@ conformance!(
     a_lock_has_one_holder_until_released_by_it,
     an_abandoned_lock_expires_on_its_own,
     concurrent_lock_attempts_have_one_winner,
+    a_lock_is_taken_only_while_the_record_is_current,
+    a_write_releases_its_lock_whether_stored_or_refused,
     binary_data_round_trips,
     take_returns_the_value_once,
     an_expired_value_cannot_be_taken,

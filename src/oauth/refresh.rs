@@ -5,13 +5,16 @@
 //! an owner and an expiry decides who refreshes, and the write of the new pair is conditional on
 //! the generation it replaces, so a slow instance can never put back an older pair.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
 
 use crate::{
     base::{
         record::{ConnectionRecord, TokenSet},
         secret::random_urlsafe,
-        store::{Expect, Store, StoreError, Ttl, ttl},
+        store::{Expect, Held, Lock, Store, StoreError, Ttl, ttl},
     },
     oauth::{app::App, error::FlowError, provider::ProviderError},
 };
@@ -61,14 +64,28 @@ pub async fn access_token<S: Store>(
             lock_owner = Some(random_urlsafe(16)?);
         }
         let owner = lock_owner.as_deref().unwrap_or_default();
-        if app.store.try_lock(&lock_key, owner, lock_ttl(app)).await? {
-            let outcome = refresh_locked(app, connection, &key, generation, &tokens).await;
-            if let Err(error) = app.store.unlock(&lock_key, owner).await {
-                // The lock expires on its own; waiting callers lose at most its lifetime.
-                tracing::warn!(%error, connection, "could not release the refresh lock");
-            }
-            if let Some(tokens) = outcome? {
-                return Ok(tokens);
+        let lock = Held { key: &lock_key, owner };
+        // One round trip: the lock, taken only if no pair was written since our read.
+        match app.store.lock_if_current(lock, lock_ttl(app), &key, generation).await? {
+            Lock::Changed => continue,
+            Lock::Held => {}
+            Lock::Taken => {
+                let hold = Hold {
+                    lock,
+                    released: AtomicBool::new(false),
+                };
+                let outcome = refresh_locked(app, connection, &key, generation, &tokens, &hold).await;
+                // The write of the outcome releases the lock in the same round trip; every other
+                // way out releases it here.
+                if !hold.released.load(Ordering::Relaxed)
+                    && let Err(error) = app.store.unlock(&lock_key, owner).await
+                {
+                    // The lock expires on its own; waiting callers lose at most its lifetime.
+                    tracing::warn!(%error, connection, "could not release the refresh lock");
+                }
+                if let Some(tokens) = outcome? {
+                    return Ok(tokens);
+                }
             }
         }
         if Instant::now() >= deadline {
@@ -80,6 +97,12 @@ pub async fn access_token<S: Store>(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The refresh lock while a caller holds it, and whether a write has released it yet.
+struct Hold<'a> {
+    lock: Held<'a>,
+    released: AtomicBool,
 }
 
 /// The stored pair, or why there is none.
@@ -133,6 +156,7 @@ struct Attempt<'a, S> {
     connection: &'a str,
     key: &'a str,
     generation: u64,
+    hold: &'a Hold<'a>,
     started: Instant,
 }
 
@@ -183,23 +207,22 @@ impl<S> Attempt<'_, S> {
     }
 }
 
-/// Refreshes while holding the lock. `Ok(None)`: the stored pair changed under us; look again.
+/// Refreshes while holding the lock, which the store's write of the outcome releases.
+/// `Ok(None)`: the stored pair changed under us; look again.
 async fn refresh_locked<S: Store>(
     app: &App<S>,
     connection: &str,
     key: &str,
     generation: u64,
     tokens: &TokenSet,
+    hold: &Hold<'_>,
 ) -> Result<Option<TokenSet>, FlowError> {
-    // The previous holder may have finished between our read and our lock.
-    if current_generation(app, key).await? != Some(generation) {
-        return Ok(None);
-    }
     let attempt = Attempt {
         app,
         connection,
         key,
         generation,
+        hold,
         started: Instant::now(),
     };
     let result = app.provider.refresh(&tokens.refresh_token).await;
@@ -232,8 +255,15 @@ async fn refresh_locked<S: Store>(
             };
             let written = app
                 .store
-                .write(key, Expect::Generation(generation), &app.seal_record(key, &mark)?, None)
+                .write_unlocking(
+                    key,
+                    Expect::Generation(generation),
+                    &app.seal_record(key, &mark)?,
+                    None,
+                    hold.lock,
+                )
                 .await?;
+            hold.released.store(true, Ordering::Relaxed);
             let Some(written) = written else {
                 return Ok(None);
             };
@@ -279,11 +309,18 @@ async fn store_refreshed<S: Store>(attempt: &Attempt<'_, S>, next: &TokenSet) ->
 
 async fn write_refreshed<S: Store>(attempt: &Attempt<'_, S>, record: &[u8], ttl: Ttl) -> Result<(), StoreError> {
     let (app, key) = (attempt.app, attempt.key);
-    if let Some(written) = app
+    let written = app
         .store
-        .write(key, Expect::Generation(attempt.generation), record, ttl)
-        .await?
-    {
+        .write_unlocking(
+            key,
+            Expect::Generation(attempt.generation),
+            record,
+            ttl,
+            attempt.hold.lock,
+        )
+        .await?;
+    attempt.hold.released.store(true, Ordering::Relaxed);
+    if let Some(written) = written {
         attempt.report(Outcome::Refreshed, written, None);
         return Ok(());
     }

@@ -34,6 +34,25 @@ pub enum Expect {
     Generation(u64),
 }
 
+/// What [`Store::lock_if_current`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// The lock is the caller's.
+    Taken,
+    /// Someone else holds it.
+    Held,
+    /// The record is no longer at the generation the caller read (or is gone); the lock was not
+    /// taken.
+    Changed,
+}
+
+/// A lock the caller holds: its key and owner.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    pub key: &'a str,
+    pub owner: &'a str,
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// The store could not be reached or did not answer in time; the request may be retried.
@@ -76,6 +95,57 @@ pub trait Store: Send + Sync {
     /// Releases the lock only if `owner` still holds it; a lock that expired and was taken by
     /// another caller is left alone.
     fn unlock(&self, key: &str, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// [`Store::try_lock`] on `lock`, only while record `key` is still at `generation`: what a
+    /// refresh needs before it calls the provider. A backend that can do both in one round trip
+    /// overrides this; here it is the lock, then a read, then (if the record changed) the unlock.
+    fn lock_if_current(
+        &self,
+        lock: Held<'_>,
+        ttl: Duration,
+        key: &str,
+        generation: u64,
+    ) -> impl Future<Output = Result<Lock, StoreError>> + Send {
+        async move {
+            if !self.try_lock(lock.key, lock.owner, ttl).await? {
+                return Ok(Lock::Held);
+            }
+            let current = match self.load(key).await {
+                Ok(current) => current,
+                Err(error) => {
+                    // Released so that waiting callers need not wait out its TTL.
+                    let _ = self.unlock(lock.key, lock.owner).await;
+                    return Err(error);
+                }
+            };
+            if current.is_some_and(|current| current.generation == generation) {
+                return Ok(Lock::Taken);
+            }
+            self.unlock(lock.key, lock.owner).await?;
+            Ok(Lock::Changed)
+        }
+    }
+
+    /// [`Store::write`], then [`Store::unlock`] of `lock` once the write has an answer (stored or
+    /// refused). On an error the lock stays, for the caller's next attempt. A backend that can do
+    /// both in one round trip overrides this.
+    fn write_unlocking(
+        &self,
+        key: &str,
+        expect: Expect,
+        data: &[u8],
+        ttl: Ttl,
+        lock: Held<'_>,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        async move {
+            let written = self.write(key, expect, data, ttl).await?;
+            if let Err(error) = self.unlock(lock.key, lock.owner).await {
+                // It expires on its own; the write is what counts.
+                tracing::warn!(%error, "could not release a lock after a write");
+            }
+            Ok(written)
+        }
+    }
 
     /// Reads and deletes `key` in one atomic step, so of two concurrent callers exactly one gets
     /// the value: what makes a one-time login state one-time.
@@ -138,6 +208,27 @@ impl Store for AnyStore {
 
     async fn unlock(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         on_backend!(self, store => store.unlock(key, owner).await)
+    }
+
+    async fn lock_if_current(
+        &self,
+        lock: Held<'_>,
+        ttl: Duration,
+        key: &str,
+        generation: u64,
+    ) -> Result<Lock, StoreError> {
+        on_backend!(self, store => store.lock_if_current(lock, ttl, key, generation).await)
+    }
+
+    async fn write_unlocking(
+        &self,
+        key: &str,
+        expect: Expect,
+        data: &[u8],
+        ttl: Ttl,
+        lock: Held<'_>,
+    ) -> Result<Option<u64>, StoreError> {
+        on_backend!(self, store => store.write_unlocking(key, expect, data, ttl, lock).await)
     }
 
     async fn take(&self, key: &str) -> Result<Option<Versioned>, StoreError> {

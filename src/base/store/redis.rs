@@ -15,13 +15,19 @@ use redis::{
 
 use tokio::sync::OnceCell;
 
-use super::{Expect, Store, StoreError, Ttl, Versioned};
+use super::{Expect, Held, Lock, Store, StoreError, Ttl, Versioned};
 use crate::base::{secret::Secret, tls};
 
-/// KEYS[1] record; ARGV: expected generation ("" = any), data, ttl in ms ("0" = none).
+/// KEYS[1] record, KEYS[2] (when ARGV[4] is not "") a lock to release once the write has an
+/// answer; ARGV: expected generation ("" = any), data, ttl in ms ("0" = none), lock owner.
 /// An unconditional write replaces a key of the wrong type (left by something else, or broken):
 /// a new login must be able to heal any record.
 const WRITE: &str = r"
+local function release()
+  if ARGV[4] ~= '' and redis.call('GET', KEYS[2]) == ARGV[4] then
+    redis.call('DEL', KEYS[2])
+  end
+end
 if ARGV[1] == '' then
   local kind = redis.call('TYPE', KEYS[1]).ok
   if kind ~= 'hash' and kind ~= 'none' then
@@ -30,6 +36,7 @@ if ARGV[1] == '' then
 end
 local current = redis.call('HGET', KEYS[1], 'gen')
 if ARGV[1] ~= '' and current ~= ARGV[1] then
+  release()
   return false
 end
 local next = (tonumber(current) or 0) + 1
@@ -39,7 +46,20 @@ if ARGV[3] ~= '0' then
 else
   redis.call('PERSIST', KEYS[1])
 end
+release()
 return next
+";
+
+/// KEYS[1] lock, KEYS[2] record; ARGV: owner, ttl in ms, the record's generation. The lock is
+/// taken only while the record is at that generation.
+const LOCK_IF_CURRENT: &str = r"
+if redis.call('HGET', KEYS[2], 'gen') ~= ARGV[3] then
+  return 'changed'
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 'taken'
+end
+return 'held'
 ";
 
 /// KEYS[1] lock; ARGV[1] owner.
@@ -64,6 +84,7 @@ return found
 /// fresh token and `/verify` run none of them.
 static WRITE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(WRITE));
 static UNLOCK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
+static LOCK_IF_CURRENT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LOCK_IF_CURRENT));
 static TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE));
 
 /// One multiplexed connection per process, opened on first use (or early, by
@@ -136,6 +157,39 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// The write script, releasing `lock` in the same step when there is one.
+    async fn write_releasing(
+        &self,
+        key: &str,
+        expect: Expect,
+        data: &[u8],
+        ttl: Ttl,
+        lock: Option<Held<'_>>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut connection = self.connection().await?;
+        let expected = match expect {
+            Expect::Any => String::new(),
+            Expect::Generation(generation) => generation.to_string(),
+        };
+        // A zero TTL would delete the key at once; a record that is already expired is better
+        // kept for a moment than lost, so round up to one millisecond.
+        let ttl_ms = ttl.map_or(0, |ttl| ttl.as_millis().max(1));
+        let mut invocation = WRITE_SCRIPT.key(key);
+        invocation.arg(expected).arg(data).arg(ttl_ms.to_string());
+        match lock {
+            Some(lock) => invocation.key(lock.key).arg(lock.owner),
+            None => invocation.arg(""),
+        };
+        let reply: Value = invocation.invoke_async(&mut connection).await.map_err(classify)?;
+        match reply {
+            Value::Int(generation) => Ok(Some(generation as u64)),
+            Value::Nil => Ok(None),
+            other => Err(StoreError::Protocol(format!("unexpected write reply {other:?}"))),
+        }
+    }
+}
+
 /// Redis error texts can echo parts of a command, and commands carry token records: keep only
 /// the kind of failure.
 fn describe(error: &RedisError) -> String {
@@ -196,26 +250,42 @@ impl Store for RedisStore {
     }
 
     async fn write(&self, key: &str, expect: Expect, data: &[u8], ttl: Ttl) -> Result<Option<u64>, StoreError> {
+        self.write_releasing(key, expect, data, ttl, None).await
+    }
+
+    async fn write_unlocking(
+        &self,
+        key: &str,
+        expect: Expect,
+        data: &[u8],
+        ttl: Ttl,
+        lock: Held<'_>,
+    ) -> Result<Option<u64>, StoreError> {
+        self.write_releasing(key, expect, data, ttl, Some(lock)).await
+    }
+
+    async fn lock_if_current(
+        &self,
+        lock: Held<'_>,
+        ttl: Duration,
+        key: &str,
+        generation: u64,
+    ) -> Result<Lock, StoreError> {
         let mut connection = self.connection().await?;
-        let expected = match expect {
-            Expect::Any => String::new(),
-            Expect::Generation(generation) => generation.to_string(),
-        };
-        // A zero TTL would delete the key at once; a record that is already expired is better
-        // kept for a moment than lost, so round up to one millisecond.
-        let ttl_ms = ttl.map_or(0, |ttl| ttl.as_millis().max(1));
-        let reply: Value = WRITE_SCRIPT
+        let found: String = LOCK_IF_CURRENT_SCRIPT
+            .key(lock.key)
             .key(key)
-            .arg(expected)
-            .arg(data)
-            .arg(ttl_ms.to_string())
+            .arg(lock.owner)
+            .arg(ttl.as_millis().max(1).to_string())
+            .arg(generation.to_string())
             .invoke_async(&mut connection)
             .await
             .map_err(classify)?;
-        match reply {
-            Value::Int(generation) => Ok(Some(generation as u64)),
-            Value::Nil => Ok(None),
-            other => Err(StoreError::Protocol(format!("unexpected write reply {other:?}"))),
+        match found.as_str() {
+            "taken" => Ok(Lock::Taken),
+            "held" => Ok(Lock::Held),
+            "changed" => Ok(Lock::Changed),
+            other => Err(StoreError::Protocol(format!("unexpected lock reply {other:?}"))),
         }
     }
 
