@@ -129,8 +129,9 @@ async fn fifty_callers_over_three_processes<S: Store>(store: S, store_env: Vec<(
 #[cfg(feature = "local")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_refreshes_once_across_processes_sharing_redis() {
-    use token_broker::base::{secret::Secret, store::RedisStore};
-    let store = RedisStore::new(&Secret::new(redis_url()), Duration::from_secs(2)).unwrap();
+    use token_broker::base::{layout::Layout, secret::Secret, store::RedisStore};
+    // Only seeds the record: the layout's connection index is not what this test is about.
+    let store = RedisStore::new(&Secret::new(redis_url()), Duration::from_secs(2), Layout::new("seed")).unwrap();
     fifty_callers_over_three_processes(store, vec![("REDIS_URL".into(), redis_url())]).await;
 }
 

@@ -9,8 +9,8 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use token_broker::{
-    base::secret::Secret,
     base::store::{EmbeddedStore, Expect, Held, Lock, RedisStore, Store},
+    base::{layout::Layout, secret::Secret},
 };
 
 /// Keys unique to one test, so backends can be shared between tests.
@@ -333,7 +333,12 @@ async fn keys_lists_live_records_under_a_prefix(store: impl Store) {
 }
 
 fn redis() -> RedisStore {
-    RedisStore::new(&Secret::new(common::redis_url()), Duration::from_secs(2)).unwrap()
+    RedisStore::new(
+        &Secret::new(common::redis_url()),
+        Duration::from_secs(2),
+        Layout::new("conformance"),
+    )
+    .unwrap()
 }
 
 async fn dynamodb() -> token_broker::base::store::DynamoStore {

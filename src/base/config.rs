@@ -9,6 +9,7 @@ use thiserror::Error;
 use crate::base::{
     api_keys::{ApiKeys, parse_digest},
     aws,
+    layout::Layout,
     sealing::parse_key,
     secret::Secret,
     store::DynamoConfig,
@@ -87,6 +88,11 @@ pub enum ConfigError {
 const DEFAULT_REFRESH_TOKEN_TTL: u64 = 90 * 24 * 3600;
 
 impl Config {
+    /// The store keys of this deployment.
+    pub fn layout(&self) -> Layout {
+        Layout::new(&self.key_prefix)
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }

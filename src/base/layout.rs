@@ -7,10 +7,11 @@
 //! | `{prefix}:conn:{connection}:tokens` | the connection's record: its token pair or a re-authorization mark (sealed when encryption is on) | as long as its refresh token |
 //! | `{prefix}:conn:{connection}:refresh-lock` | the owner of the connection's refresh lock | the lock's TTL |
 //! | `{prefix}:login-state:{digest}` | a pending login: PKCE verifier and connection (sealed) | `LOGIN_STATE_TTL` |
+//! | `{prefix}:connections` | Redis only: the index of connection names (see [`crate::base::store::RedisStore`]) | as long as any connection |
 //!
 //! `{digest}` is the unpadded base64url SHA-256 of the one-time state, so the store never holds
 //! a redeemable state as a name. Connection names are checked before they reach a key (see
-//! [`crate::core::connection`]); they cannot contain `:`.
+//! [`crate::base::connection`]); they cannot contain `:`.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ring::digest::{SHA256, digest};
@@ -19,6 +20,7 @@ const CONNECTIONS: &str = ":conn:";
 const TOKENS: &str = ":tokens";
 const REFRESH_LOCK: &str = ":refresh-lock";
 const LOGIN_STATE: &str = ":login-state:";
+const CONNECTION_INDEX: &str = ":connections";
 
 /// The keys of one deployment, under its `KEY_PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +56,11 @@ impl Layout {
         format!("{}{CONNECTIONS}", self.prefix)
     }
 
+    /// Where a store that cannot list keys cheaply keeps the names of the connections.
+    pub fn connection_index(&self) -> String {
+        format!("{}{CONNECTION_INDEX}", self.prefix)
+    }
+
     /// The connection whose record `key` is, if it is one (a lock key is not).
     pub fn connection_of<'k>(&self, key: &'k str) -> Option<&'k str> {
         key.strip_prefix(self.prefix.as_str())?
@@ -72,6 +79,8 @@ mod tests {
         assert_eq!(keys.tokens("lab-2"), "tb:conn:lab-2:tokens");
         assert_eq!(keys.refresh_lock("lab-2"), "tb:conn:lab-2:refresh-lock");
         assert_eq!(keys.connections(), "tb:conn:");
+        assert_eq!(keys.connection_index(), "tb:connections");
+        assert!(!keys.connection_index().starts_with(&keys.connections()));
         // printf %s state | openssl dgst -sha256 -binary | basenc --base64url | tr -d =
         assert_eq!(
             keys.login_state("state"),
@@ -86,5 +95,6 @@ mod tests {
         assert_eq!(keys.connection_of(&keys.refresh_lock("prod.eu")), None);
         assert_eq!(keys.connection_of("other:conn:prod.eu:tokens"), None);
         assert_eq!(keys.connection_of(&keys.login_state("s")), None);
+        assert_eq!(keys.connection_of(&keys.connection_index()), None);
     }
 }

@@ -39,7 +39,7 @@ impl<S: Store> App<S> {
         // EMF lines become CloudWatch metrics on Lambda; in a terminal they would only be noise.
         let metrics = if on_lambda() { Metrics::stdout() } else { Metrics::off() };
         let sealer = Sealer::new(&config.encryption_keys);
-        let keys = Layout::new(&config.key_prefix);
+        let keys = config.layout();
         Self {
             config,
             store,

@@ -123,7 +123,7 @@ impl Harness<RedisStore> {
         let StoreConfig::Redis { url } = &config.store else {
             panic!("tests run against Redis")
         };
-        let store = RedisStore::new(url, config.store_timeout).unwrap();
+        let store = RedisStore::new(url, config.store_timeout, config.layout()).unwrap();
         Self::assemble(config, store, provider)
     }
 }

@@ -2,6 +2,22 @@
 //!
 //! A record is a hash with two fields, `gen` and `data`, so a read is one `HMGET` and the
 //! generation check of a write runs inside the server as a Lua script, atomic with the write.
+//!
+//! # The connection index
+//!
+//! Listing connections (`/verify`, keep-alive) reads `{prefix}:connections`, a sorted set of
+//! connection names scored by when each record expires (in milliseconds; `+inf` for never), so
+//! its cost grows with the deployment's own connections and not with the rest of the server's
+//! keys, as a SCAN's would. The script that writes a connection's record adds its name with the
+//! record's new expiry, and the scripts that delete or take one remove it, in the same atomic
+//! step: the index can list no connection that is gone and miss none that exists. A listing
+//! drops the entries whose records have expired.
+//!
+//! An index holds the empty name once it is complete. Without it (a deployment whose records
+//! were written before the index existed, or one whose index an operator deleted to have it made
+//! again) the first listing builds it from one SCAN, adopting each record found by a script that
+//! checks it still exists, so a connection revoked meanwhile is not brought back. Records written
+//! by hand, outside the broker, are not in the index until it is built again.
 
 use std::{
     sync::{Arc, LazyLock},
@@ -16,10 +32,11 @@ use redis::{
 use tokio::sync::OnceCell;
 
 use super::{Expect, Held, Lock, Store, StoreError, Ttl, Versioned};
-use crate::base::{secret::Secret, tls};
+use crate::base::{layout::Layout, secret::Secret, tls};
 
-/// KEYS[1] record, KEYS[2] (when ARGV[4] is not "") a lock to release once the write has an
-/// answer; ARGV: expected generation ("" = any), data, ttl in ms ("0" = none), lock owner.
+/// KEYS[1] record, then KEYS[2] a lock to release once the write has an answer (when ARGV[4],
+/// its owner, is not ""), then the connection index (when ARGV[5], the connection, is not "").
+/// ARGV[1..3]: expected generation ("" = any), data, ttl in ms ("0" = none).
 /// An unconditional write replaces a key of the wrong type (left by something else, or broken):
 /// a new login must be able to heal any record.
 const WRITE: &str = r"
@@ -41,10 +58,16 @@ if ARGV[1] ~= '' and current ~= ARGV[1] then
 end
 local next = (tonumber(current) or 0) + 1
 redis.call('HSET', KEYS[1], 'gen', next, 'data', ARGV[2])
+local expires = '+inf'
 if ARGV[3] ~= '0' then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  local now = redis.call('TIME')
+  expires = now[1] * 1000 + math.floor(now[2] / 1000) + tonumber(ARGV[3])
 else
   redis.call('PERSIST', KEYS[1])
+end
+if ARGV[5] ~= '' then
+  redis.call('ZADD', KEYS[#KEYS], expires, ARGV[5])
 end
 release()
 return next
@@ -70,14 +93,53 @@ end
 return 0
 ";
 
-/// KEYS[1] record. Returns {gen, data} and deletes the record, or nil.
+/// KEYS[1] record, KEYS[2] the connection index when ARGV[1], the connection, is not "".
+/// Returns {gen, data} and deletes the record, or nil.
 const TAKE: &str = r"
 local found = redis.call('HMGET', KEYS[1], 'gen', 'data')
 if not found[1] then
   return false
 end
 redis.call('DEL', KEYS[1])
+if ARGV[1] ~= '' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
 return found
+";
+
+/// KEYS[1] record, KEYS[2] the connection index; ARGV[1] the connection. Returns whether the
+/// record existed.
+const DELETE_INDEXED: &str = r"
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('DEL', KEYS[1])
+";
+
+/// KEYS[1] the connection index. The names of the live connections and the empty name that
+/// marks the index as complete, oldest expiry first; nil while the index has not been built.
+/// Entries whose record has expired go.
+const LIST: &str = r"
+if not redis.call('ZSCORE', KEYS[1], '') then
+  return false
+end
+local now = redis.call('TIME')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now[1] * 1000 + math.floor(now[2] / 1000)))
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+";
+
+/// KEYS[1] record, KEYS[2] the connection index; ARGV[1] the connection. Building the index:
+/// adds the connection if its record exists (checked here, so that a connection revoked since the
+/// SCAN saw it stays out) with the record's own expiry. A name already there keeps its entry.
+const ADOPT: &str = r"
+if redis.call('TYPE', KEYS[1]).ok ~= 'hash' or not redis.call('HGET', KEYS[1], 'gen') then
+  return 0
+end
+local left = redis.call('PTTL', KEYS[1])
+local expires = '+inf'
+if left >= 0 then
+  local now = redis.call('TIME')
+  expires = now[1] * 1000 + math.floor(now[2] / 1000) + left
+end
+return redis.call('ZADD', KEYS[2], 'NX', expires, ARGV[1])
 ";
 
 /// Each script is hashed (SHA-1, for EVALSHA) on its first use, not at start-up: `/token` with a
@@ -85,6 +147,9 @@ return found
 static WRITE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(WRITE));
 static UNLOCK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
 static LOCK_IF_CURRENT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LOCK_IF_CURRENT));
+static DELETE_INDEXED_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_INDEXED));
+static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LIST));
+static ADOPT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ADOPT));
 static TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE));
 
 /// One multiplexed connection per process, opened on first use (or early, by
@@ -93,6 +158,8 @@ static TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE));
 #[derive(Clone)]
 pub struct RedisStore {
     connection: Arc<Connection>,
+    /// Which keys are connection records, and where their index is.
+    layout: Arc<Layout>,
 }
 
 /// How to connect, and the connection once it is open.
@@ -106,7 +173,7 @@ impl RedisStore {
     /// Does not connect: the first command does, or [`RedisStore::connect_early`]. A Redis
     /// outage at cold start therefore shows up as 503 answers, not as a function that fails to
     /// initialize.
-    pub fn new(url: &Secret, timeout: Duration) -> Result<Self, StoreError> {
+    pub fn new(url: &Secret, timeout: Duration, layout: Layout) -> Result<Self, StoreError> {
         tls::install_default_provider();
         let info = url
             .expose()
@@ -132,6 +199,7 @@ impl RedisStore {
                 config,
                 open: OnceCell::new(),
             }),
+            layout: Arc::new(layout),
         })
     }
 
@@ -179,6 +247,10 @@ impl RedisStore {
         invocation.arg(expected).arg(data).arg(ttl_ms.to_string());
         match lock {
             Some(lock) => invocation.key(lock.key).arg(lock.owner),
+            None => invocation.arg(""),
+        };
+        match self.layout.connection_of(key) {
+            Some(connection) => invocation.key(self.layout.connection_index()).arg(connection),
             None => invocation.arg(""),
         };
         let reply: Value = invocation.invoke_async(&mut connection).await.map_err(classify)?;
@@ -311,21 +383,105 @@ impl Store for RedisStore {
 
     async fn take(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let mut connection = self.connection().await?;
-        let found: Option<(u64, Vec<u8>)> = TAKE_SCRIPT
-            .key(key)
-            .invoke_async(&mut connection)
-            .await
-            .map_err(classify)?;
+        let mut invocation = TAKE_SCRIPT.key(key);
+        match self.layout.connection_of(key) {
+            Some(name) => invocation.key(self.layout.connection_index()).arg(name),
+            None => invocation.arg(""),
+        };
+        let found: Option<(u64, Vec<u8>)> = invocation.invoke_async(&mut connection).await.map_err(classify)?;
         Ok(found.map(|(generation, data)| Versioned { generation, data }))
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         let mut connection = self.connection().await?;
-        let deleted: i64 = connection.del(key).await.map_err(classify)?;
+        let deleted: i64 = match self.layout.connection_of(key) {
+            Some(name) => DELETE_INDEXED_SCRIPT
+                .key(key)
+                .key(self.layout.connection_index())
+                .arg(name)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(classify)?,
+            None => connection.del(key).await.map_err(classify)?,
+        };
         Ok(deleted > 0)
     }
 
+    /// The connection records come from the index, in one round trip; any other prefix is a
+    /// SCAN of the keyspace.
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        if prefix != self.layout.connections() {
+            // The index is the store's own bookkeeping, not a record.
+            let index = self.layout.connection_index();
+            let mut keys = self.scan(prefix).await?;
+            keys.retain(|key| *key != index);
+            return Ok(keys);
+        }
+        let names = match self.indexed().await? {
+            Some(names) => names,
+            None => {
+                self.build_index().await?;
+                self.indexed()
+                    .await?
+                    .ok_or_else(|| StoreError::Unavailable("the connection index vanished while it was built".into()))?
+            }
+        };
+        Ok(names.iter().map(|name| self.layout.tokens(name)).collect())
+    }
+}
+
+impl RedisStore {
+    /// The names in the connection index, or `None` if it has not been built.
+    async fn indexed(&self) -> Result<Option<Vec<String>>, StoreError> {
+        let mut connection = self.connection().await?;
+        let names: Option<Vec<String>> = LIST_SCRIPT
+            .key(self.layout.connection_index())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        Ok(names.map(|names| names.into_iter().filter(|name| !name.is_empty()).collect()))
+    }
+
+    /// Builds the connection index from the records a SCAN finds: once, when a deployment whose
+    /// records were written before the index existed first lists its connections (or after the
+    /// index was deleted). Every write keeps it from then on. Running twice at once is harmless:
+    /// each step is an idempotent script.
+    async fn build_index(&self) -> Result<(), StoreError> {
+        let records: Vec<String> = self
+            .scan(&self.layout.connections())
+            .await?
+            .into_iter()
+            .filter(|key| self.layout.connection_of(key).is_some())
+            .collect();
+        tracing::info!(
+            records = records.len(),
+            "building the Redis connection index from a SCAN"
+        );
+        let index = self.layout.connection_index();
+        let mut connection = self.connection().await?;
+        for batch in records.chunks(500) {
+            let mut pipe = redis::pipe();
+            // Pipelined invocations are EVALSHAs with no fallback to EVAL.
+            pipe.load_script(&ADOPT_SCRIPT).ignore();
+            for key in batch {
+                let name = self.layout.connection_of(key).unwrap_or_default();
+                pipe.invoke_script(ADOPT_SCRIPT.key(key).key(&index).arg(name)).ignore();
+            }
+            let () = pipe.query_async(&mut connection).await.map_err(classify)?;
+        }
+        // The empty name says the index is complete; it never expires.
+        let _: i64 = redis::cmd("ZADD")
+            .arg(&index)
+            .arg("NX")
+            .arg("+inf")
+            .arg("")
+            .query_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut connection = self.connection().await?;
         // SCAN, not KEYS: it does not block a shared server while it walks the keyspace.
         let pattern = format!("{}*", escape_glob(prefix));
@@ -375,6 +531,7 @@ mod tests {
         let store = RedisStore::new(
             &Secret::new("redis://127.0.0.1:6379/0".to_owned()),
             Duration::from_secs(1),
+            Layout::new("tb"),
         )
         .unwrap();
         let info = store.connection.client.get_connection_info();
