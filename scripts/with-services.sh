@@ -3,6 +3,9 @@
 # them afterwards whatever the command's outcome:
 #   - a throw-away redis-server, exported as TOKEN_BROKER_TEST_REDIS (installed from Debian's
 #     packages when it is not on PATH);
+#   - a Redis Cluster of three masters with a replica each, from the same redis-server, built
+#     with `redis-cli --cluster create`; one node's URL is exported as
+#     TOKEN_BROKER_TEST_REDIS_CLUSTER;
 #   - a DynamoDB-compatible server (moto in server mode, pinned below, installed from PyPI into
 #     target/dynamodb-venv when missing), exported as TOKEN_BROKER_TEST_DYNAMODB.
 set -euo pipefail
@@ -32,6 +35,25 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Six ports, each with its cluster bus port (port + 10000) free too.
+free_cluster_ports() {
+  python3 - <<'PY'
+import random, socket
+ports = []
+while len(ports) < 6:
+    port = random.randrange(20000, 55000)
+    try:
+        held = []
+        for p in (port, port + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", p)); held.append(s)
+        for s in held: s.close()
+        if port not in ports: ports.append(port)
+    except OSError:
+        for s in held: s.close()
+print(" ".join(map(str, ports)))
+PY
+}
+
 dir=$(mktemp -d)
 pids=()
 cleanup() {
@@ -58,6 +80,27 @@ redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no --d
 pids+=($!)
 await_service redis-server "${pids[-1]}" "$dir/redis.log" "redis-cli -p $redis_port ping"
 
+cluster_ports=$(free_cluster_ports)
+cluster_nodes=()
+for port in $cluster_ports; do
+  mkdir -p "$dir/cluster-$port"
+  redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+    --cluster-config-file "$dir/cluster-$port/nodes.conf" --cluster-node-timeout 2000 \
+    --save "" --appendonly no --dir "$dir/cluster-$port" --daemonize no \
+    --logfile "$dir/cluster-$port/redis.log" &
+  pids+=($!)
+  await_service "redis-server (cluster node $port)" "${pids[-1]}" "$dir/cluster-$port/redis.log" \
+    "redis-cli -p $port ping"
+  cluster_nodes+=("127.0.0.1:$port")
+done
+redis-cli --cluster create "${cluster_nodes[@]}" --cluster-replicas 1 --cluster-yes \
+  >"$dir/cluster-create.log" 2>&1 || { cat "$dir/cluster-create.log" >&2; exit 1; }
+first_cluster_port=${cluster_ports%% *}
+for port in $cluster_ports; do
+  await_service "the Redis Cluster (node $port)" "${pids[0]}" "$dir/cluster-create.log" \
+    "redis-cli -p $port cluster info | grep -q cluster_state:ok"
+done
+
 dynamodb_port=$(free_port)
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$dynamodb_port" >"$dir/moto.log" 2>&1 &
 pids+=($!)
@@ -65,5 +108,6 @@ await_service moto "${pids[-1]}" "$dir/moto.log" \
   "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", $dynamodb_port), 1)'"
 
 export TOKEN_BROKER_TEST_REDIS="redis://127.0.0.1:$redis_port"
+export TOKEN_BROKER_TEST_REDIS_CLUSTER="redis://127.0.0.1:$first_cluster_port"
 export TOKEN_BROKER_TEST_DYNAMODB="http://127.0.0.1:$dynamodb_port"
 "$@"

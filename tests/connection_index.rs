@@ -99,6 +99,11 @@ async fn redis_lists_exactly_the_connections_there_are() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_lists_exactly_the_connections_there_are() {
+    exact_under_revocation_expiry_and_logins(Harness::cluster(&[]).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_lists_exactly_the_connections_there_are() {
     exact_under_revocation_expiry_and_logins(Harness::dynamodb(&[]).await).await;
 }
@@ -111,7 +116,15 @@ async fn the_embedded_store_lists_exactly_the_connections_there_are() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_connections_less_a_hundred_revoked() {
-    let h = Harness::new().await;
+    ten_thousand_less_a_hundred(Harness::new().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_connections_less_a_hundred_revoked_on_a_cluster() {
+    ten_thousand_less_a_hundred(Harness::cluster(&[]).await).await;
+}
+
+async fn ten_thousand_less_a_hundred<S: Store>(h: Harness<S>) {
     allow_revocation(&h).await;
     let names: Vec<String> = (0..10_000).map(|i| format!("conn-{i:05}")).collect();
     for name in &names {

@@ -11,8 +11,13 @@ use std::{
 
 use common::*;
 use token_broker::{
-    base::record::{ConnectionRecord, TokenSet},
-    base::store::{Expect, Store},
+    base::{
+        config::StoreConfig,
+        layout::Layout,
+        record::{ConnectionRecord, TokenSet},
+        secret::Secret,
+        store::{Expect, RedisStore, Store},
+    },
     http::routes::Route,
 };
 use wiremock::ResponseTemplate;
@@ -59,6 +64,11 @@ async fn token_refreshes_once_under_concurrent_calls_on_redis() {
 
 #[cfg(feature = "local")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_refreshes_once_under_concurrent_calls_on_a_redis_cluster() {
+    fifty_callers_at_expiry(Harness::cluster(&[]).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_refreshes_once_under_concurrent_calls_on_the_embedded_store() {
     fifty_callers_at_expiry(Harness::embedded(&[]).await).await;
 }
@@ -71,7 +81,7 @@ async fn token_refreshes_once_under_concurrent_calls_on_dynamodb() {
 /// 50 callers split over three `serve` processes sharing `store` (which `store_env` configures):
 /// the lock is in the store, so it holds across processes as it does across Lambda instances.
 #[cfg(feature = "local")]
-async fn fifty_callers_over_three_processes<S: Store>(store: S, store_env: Vec<(String, String)>) {
+async fn fifty_callers_over_three_processes<S: Store>(store: S, store_env: Vec<(String, String)>, one_slot: bool) {
     use common::process::*;
 
     let provider = wiremock::MockServer::start().await;
@@ -83,7 +93,12 @@ async fn fifty_callers_over_three_processes<S: Store>(store: S, store_env: Vec<(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let key = format!("{prefix}:conn:default:tokens");
+    let layout = if one_slot {
+        Layout::one_slot(&prefix)
+    } else {
+        Layout::new(&prefix)
+    };
+    let key = layout.tokens("default");
     let expired = TokenSet {
         issued_at: now - 1800,
         ..tokens("access-0", "refresh-0", now - 1, now + 86_400)
@@ -126,20 +141,36 @@ async fn fifty_callers_over_three_processes<S: Store>(store: S, store_env: Vec<(
     }
 }
 
+/// A store only to seed the record with: the connection index is not what these tests are about.
+#[cfg(feature = "local")]
+fn seeding_store(url: &str, cluster: bool) -> RedisStore {
+    let layout = Layout::new("seed");
+    RedisStore::new(&Secret::new(url), cluster, Duration::from_secs(2), layout).unwrap()
+}
+
 #[cfg(feature = "local")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_refreshes_once_across_processes_sharing_redis() {
-    use token_broker::base::{layout::Layout, secret::Secret, store::RedisStore};
-    // Only seeds the record: the layout's connection index is not what this test is about.
-    let store = RedisStore::new(&Secret::new(redis_url()), Duration::from_secs(2), Layout::new("seed")).unwrap();
-    fifty_callers_over_three_processes(store, vec![("REDIS_URL".into(), redis_url())]).await;
+    let store = seeding_store(&redis_url(), false);
+    fifty_callers_over_three_processes(store, vec![("REDIS_URL".into(), redis_url())], false).await;
+}
+
+#[cfg(feature = "local")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_refreshes_once_across_processes_sharing_a_redis_cluster() {
+    let url = redis_cluster_url();
+    let env = vec![
+        ("REDIS_URL".into(), url.clone()),
+        ("REDIS_CLUSTER".into(), "true".into()),
+    ];
+    fifty_callers_over_three_processes(seeding_store(&url, true), env, true).await;
 }
 
 #[cfg(feature = "local")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_refreshes_once_across_processes_sharing_dynamodb() {
     let env = dynamodb_vars().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    fifty_callers_over_three_processes(dynamodb_store(Duration::from_secs(2)).await, env).await;
+    fifty_callers_over_three_processes(dynamodb_store(Duration::from_secs(2)).await, env, false).await;
 }
 
 #[tokio::test]
@@ -215,7 +246,16 @@ async fn a_waiting_caller_serves_a_still_valid_token_when_the_wait_runs_out() {
 /// generation, is rejected.
 #[tokio::test]
 async fn a_stale_writer_cannot_overwrite_a_newer_pair() {
-    let h = Arc::new(Harness::new().await);
+    a_stale_writer_cannot_overwrite_a_newer_pair_on(Harness::new().await).await;
+}
+
+#[tokio::test]
+async fn a_stale_writer_cannot_overwrite_a_newer_pair_on_a_cluster() {
+    a_stale_writer_cannot_overwrite_a_newer_pair_on(Harness::cluster(&[]).await).await;
+}
+
+async fn a_stale_writer_cannot_overwrite_a_newer_pair_on(h: Harness) {
+    let h = Arc::new(h);
     SequencedProvider::mount(&h.provider, vec![Duration::from_millis(1500), Duration::ZERO]).await;
     let seeded_generation = h.seed(&tokens("access-0", "refresh-0", START, START + 86_400)).await;
 
@@ -249,7 +289,16 @@ async fn a_stale_writer_cannot_overwrite_a_newer_pair() {
 /// the provider's newest refresh token and replaces the mark.
 #[tokio::test]
 async fn a_lost_race_does_not_end_the_connection_when_a_newer_pair_exists() {
-    let h = Arc::new(Harness::new().await);
+    a_lost_race_does_not_end_the_connection_when_a_newer_pair_exists_on(Harness::new().await).await;
+}
+
+#[tokio::test]
+async fn a_lost_race_does_not_end_the_connection_when_a_newer_pair_exists_on_a_cluster() {
+    a_lost_race_does_not_end_the_connection_when_a_newer_pair_exists_on(Harness::cluster(&[]).await).await;
+}
+
+async fn a_lost_race_does_not_end_the_connection_when_a_newer_pair_exists_on(h: Harness) {
+    let h = Arc::new(h);
     let fake = Arc::new(RotatingProvider::holding("refresh-0"));
     fake.mount(&h.provider, Duration::from_millis(1000)).await;
     h.seed(&tokens("access-0", "refresh-0", START, START + 86_400)).await;
@@ -274,22 +323,37 @@ async fn a_lost_race_does_not_end_the_connection_when_a_newer_pair_exists() {
     assert_eq!(h.call(Route::VERIFY, "verify").await.status, 200);
 }
 
-async fn current_lock_owner<S: Store>(h: &Harness<S>) -> String {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("GET")
-        .arg(h.lock_key())
-        .query_async::<Option<String>>(&mut connection)
-        .await
-        .unwrap()
-        .expect("a refresh holds the lock")
+async fn current_lock_owner(h: &Harness) -> String {
+    let StoreConfig::Redis { url, cluster } = &h.app.config.store else {
+        panic!("a Redis harness")
+    };
+    let get = redis::cmd("GET").arg(h.lock_key()).clone();
+    let owner: Option<String> = if *cluster {
+        let client = redis::cluster::ClusterClient::new([url.expose()]).unwrap();
+        let mut connection = client.get_async_connection().await.unwrap();
+        get.query_async(&mut connection).await.unwrap()
+    } else {
+        let client = redis::Client::open(url.expose()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        get.query_async(&mut connection).await.unwrap()
+    };
+    owner.expect("a refresh holds the lock")
 }
 
 /// `invalid_grant` for a refresh token that another instance rotated after our read: the store
 /// is read again and the other instance's pair is served; nothing is marked.
 #[tokio::test]
 async fn invalid_grant_after_a_concurrent_rotation_serves_the_rotated_pair() {
-    let h = Arc::new(Harness::new().await);
+    invalid_grant_after_a_concurrent_rotation_serves_the_rotated_pair_on(Harness::new().await).await;
+}
+
+#[tokio::test]
+async fn invalid_grant_after_a_concurrent_rotation_serves_the_rotated_pair_on_a_cluster() {
+    invalid_grant_after_a_concurrent_rotation_serves_the_rotated_pair_on(Harness::cluster(&[]).await).await;
+}
+
+async fn invalid_grant_after_a_concurrent_rotation_serves_the_rotated_pair_on(h: Harness) {
+    let h = Arc::new(h);
     provider_answers(
         &h.provider,
         ResponseTemplate::new(400)

@@ -1,5 +1,5 @@
-//! The contract every store backend keeps, run unchanged against Redis, DynamoDB and the
-//! embedded store.
+//! The contract every store backend keeps, run unchanged against Redis (one server and a
+//! cluster), DynamoDB and the embedded store.
 //! The refresh guarantees rest on exactly these properties.
 
 #![cfg(feature = "local")]
@@ -13,9 +13,10 @@ use token_broker::{
     base::{layout::Layout, secret::Secret},
 };
 
-/// Keys unique to one test, so backends can be shared between tests.
+/// Keys unique to one test, so backends can be shared between tests. They share one hash tag,
+/// as a deployment's keys do on a Redis Cluster: a script may touch any two of them.
 fn key(name: &str) -> String {
-    format!("{}:{name}", common::unique_prefix())
+    format!("{{conformance}}:{}:{name}", common::unique_prefix())
 }
 
 async fn absent_key_loads_as_none(store: impl Store) {
@@ -335,8 +336,19 @@ async fn keys_lists_live_records_under_a_prefix(store: impl Store) {
 fn redis() -> RedisStore {
     RedisStore::new(
         &Secret::new(common::redis_url()),
+        false,
         Duration::from_secs(2),
         Layout::new("conformance"),
+    )
+    .unwrap()
+}
+
+fn redis_cluster() -> RedisStore {
+    RedisStore::new(
+        &Secret::new(common::redis_cluster_url()),
+        true,
+        Duration::from_secs(2),
+        Layout::one_slot("conformance"),
     )
     .unwrap()
 }
@@ -355,6 +367,10 @@ macro_rules! conformance {
         mod redis_store {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() { super::$case(super::redis()).await })*
+        }
+        mod redis_cluster_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(super::redis_cluster()).await })*
         }
         mod embedded_store {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]

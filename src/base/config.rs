@@ -72,9 +72,16 @@ pub struct Config {
 /// would hold its own tokens).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
-    Redis { url: Secret },
+    /// `cluster`: `REDIS_CLUSTER=true`, the URL is one node of a Redis Cluster (ElastiCache with
+    /// cluster mode on, MemoryDB, ElastiCache Serverless, a Valkey or Redis cluster).
+    Redis {
+        url: Secret,
+        cluster: bool,
+    },
     DynamoDb(DynamoConfig),
-    Embedded { dir: PathBuf },
+    Embedded {
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -90,7 +97,10 @@ const DEFAULT_REFRESH_TOKEN_TTL: u64 = 90 * 24 * 3600;
 impl Config {
     /// The store keys of this deployment.
     pub fn layout(&self) -> Layout {
-        Layout::new(&self.key_prefix)
+        match self.store {
+            StoreConfig::Redis { cluster: true, .. } => Layout::one_slot(&self.key_prefix),
+            _ => Layout::new(&self.key_prefix),
+        }
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -144,6 +154,13 @@ impl Config {
         let key_prefix = vars.optional("KEY_PREFIX").unwrap_or_else(|| "token-broker".to_owned());
         if key_prefix.len() > 64 || key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid("KEY_PREFIX", "must be at most 64 characters without spaces"));
+        }
+        // On a cluster the prefix becomes the hash tag that keeps a deployment's keys in one slot.
+        if matches!(store, StoreConfig::Redis { cluster: true, .. }) && key_prefix.contains(['{', '}']) {
+            return Err(invalid(
+                "KEY_PREFIX",
+                "must not contain '{' or '}' with REDIS_CLUSTER=true",
+            ));
         }
         Ok(Self {
             client_id: vars.required("CLIENT_ID")?,
@@ -200,7 +217,15 @@ fn store<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<StoreConfi
             "REDIS_URL is set too; configure exactly one store",
         )),
         (Some(url), None) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-            Ok(StoreConfig::Redis { url: Secret::new(url) })
+            let cluster = match vars.optional("REDIS_CLUSTER").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => return Err(invalid("REDIS_CLUSTER", "must be true or false")),
+            };
+            Ok(StoreConfig::Redis {
+                url: Secret::new(url),
+                cluster,
+            })
         }
         (Some(_), None) => Err(invalid("REDIS_URL", "must start with redis:// or rediss://")),
         (None, Some(table)) => {

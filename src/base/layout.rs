@@ -4,12 +4,14 @@
 //!
 //! | Key | Holds | Lives |
 //! |---|---|---|
-//! | `{prefix}:conn:{connection}:tokens` | the connection's record: its token pair or a re-authorization mark (sealed when encryption is on) | as long as its refresh token |
-//! | `{prefix}:conn:{connection}:refresh-lock` | the owner of the connection's refresh lock | the lock's TTL |
-//! | `{prefix}:login-state:{digest}` | a pending login: PKCE verifier and connection (sealed) | `LOGIN_STATE_TTL` |
-//! | `{prefix}:connections` | Redis only: the index of connection names (see [`crate::base::store::RedisStore`]) | as long as any connection |
+//! | `<prefix>:conn:<connection>:tokens` | the connection's record: its token pair or a re-authorization mark (sealed when encryption is on) | as long as its refresh token |
+//! | `<prefix>:conn:<connection>:refresh-lock` | the owner of the connection's refresh lock | the lock's TTL |
+//! | `<prefix>:login-state:<digest>` | a pending login: PKCE verifier and connection (sealed) | `LOGIN_STATE_TTL` |
+//! | `<prefix>:connections` | Redis only: the index of connection names (see [`crate::base::store::RedisStore`]) | as long as any connection |
 //!
-//! `{digest}` is the unpadded base64url SHA-256 of the one-time state, so the store never holds
+//! On a Redis Cluster, `<prefix>` is `{KEY_PREFIX}`, a hash tag ([`Layout::one_slot`]).
+//!
+//! `<digest>` is the unpadded base64url SHA-256 of the one-time state, so the store never holds
 //! a redeemable state as a name. Connection names are checked before they reach a key (see
 //! [`crate::base::connection`]); they cannot contain `:`.
 
@@ -32,6 +34,15 @@ impl Layout {
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The same keys with the prefix as a Redis Cluster hash tag (`{prefix}:conn:...`): every key
+    /// of the deployment hashes to the same slot, so a script may touch a record, its lock and
+    /// the connection index together. The prefix must not contain braces.
+    pub fn one_slot(prefix: &str) -> Self {
+        Self {
+            prefix: format!("{{{prefix}}}"),
         }
     }
 
@@ -86,6 +97,17 @@ mod tests {
             keys.login_state("state"),
             "tb:login-state:S6aXNcpTdl7WpwnttWxuoja3GTo7KaazkMNG8PQ0Dk4"
         );
+    }
+
+    #[test]
+    fn on_one_slot_every_key_has_the_prefix_as_its_hash_tag() {
+        let keys = Layout::one_slot("tb");
+        assert_eq!(keys.tokens("lab-2"), "{tb}:conn:lab-2:tokens");
+        assert_eq!(keys.refresh_lock("lab-2"), "{tb}:conn:lab-2:refresh-lock");
+        assert_eq!(keys.connection_index(), "{tb}:connections");
+        assert!(keys.login_state("s").starts_with("{tb}:login-state:"));
+        assert_eq!(keys.connection_of("{tb}:conn:lab-2:tokens"), Some("lab-2"));
+        assert_eq!(keys.connection_of("tb:conn:lab-2:tokens"), None);
     }
 
     #[test]

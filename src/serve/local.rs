@@ -248,7 +248,7 @@ fn banner(config: &Config, address: SocketAddr, store: &str) -> String {
 /// The store as a person should see it: no password, no token.
 fn describe_store(config: &StoreConfig) -> String {
     match config {
-        StoreConfig::Redis { url } => {
+        StoreConfig::Redis { url, cluster } => {
             let place = reqwest::Url::parse(url.expose())
                 .ok()
                 .map(|u| {
@@ -260,7 +260,11 @@ fn describe_store(config: &StoreConfig) -> String {
                     )
                 })
                 .unwrap_or_else(|| "(unparsable URL)".to_owned());
-            format!("Redis at {place}")
+            if *cluster {
+                format!("Redis Cluster at {place}")
+            } else {
+                format!("Redis at {place}")
+            }
         }
         StoreConfig::DynamoDb(table) => match &table.endpoint {
             Some(endpoint) => format!("DynamoDB table {} at {endpoint}", table.table),
@@ -279,6 +283,7 @@ mod tests {
     fn redis_description_hides_credentials() {
         let config = StoreConfig::Redis {
             url: Secret::new("rediss://default:hunter2@eu1.upstash.io:6380"),
+            cluster: false,
         };
         let shown = describe_store(&config);
         assert_eq!(shown, "Redis at rediss://eu1.upstash.io:6380");

@@ -40,7 +40,9 @@ pub enum InitError {
 /// refused, since it would give each Lambda instance tokens of its own. Connects to nothing yet.
 pub fn shared_store(config: &Config) -> Result<AnyStore, InitError> {
     Ok(match &config.store {
-        StoreConfig::Redis { url } => AnyStore::Redis(RedisStore::new(url, config.store_timeout, config.layout())?),
+        StoreConfig::Redis { url, cluster } => {
+            AnyStore::Redis(RedisStore::new(url, *cluster, config.store_timeout, config.layout())?)
+        }
         StoreConfig::DynamoDb(table) => AnyStore::DynamoDb(DynamoStore::new(table, config.store_timeout)?),
         StoreConfig::Embedded { .. } => return Err(InitError::EmbeddedStoreOnLambda),
     })

@@ -83,6 +83,13 @@ pub async fn dynamodb_store(timeout: std::time::Duration) -> DynamoStore {
     store
 }
 
+/// One node of the Redis Cluster (three masters, a replica each) that `make test` starts.
+pub fn redis_cluster_url() -> String {
+    std::env::var("TOKEN_BROKER_TEST_REDIS_CLUSTER").expect(
+        "TOKEN_BROKER_TEST_REDIS_CLUSTER is not set: run the tests with `make test`, which starts a Redis Cluster for them",
+    )
+}
+
 pub fn redis_url() -> String {
     std::env::var("TOKEN_BROKER_TEST_REDIS").expect(
         "TOKEN_BROKER_TEST_REDIS is not set: run the tests with `make test`, which starts a Redis server for them",
@@ -120,11 +127,21 @@ impl Harness<RedisStore> {
     pub async fn with(overrides: &[(&str, &str)]) -> Self {
         let provider = MockServer::start().await;
         let config = test_config(&provider, overrides);
-        let StoreConfig::Redis { url } = &config.store else {
+        let StoreConfig::Redis { url, cluster } = &config.store else {
             panic!("tests run against Redis")
         };
-        let store = RedisStore::new(url, config.store_timeout, config.layout()).unwrap();
+        let store = RedisStore::new(url, *cluster, config.store_timeout, config.layout()).unwrap();
         Self::assemble(config, store, provider)
+    }
+}
+
+impl Harness<RedisStore> {
+    /// The same on the Redis Cluster, as a deployment on ElastiCache cluster mode or MemoryDB.
+    pub async fn cluster(overrides: &[(&str, &str)]) -> Self {
+        let url = redis_cluster_url();
+        let mut all = vec![("REDIS_URL", url.as_str()), ("REDIS_CLUSTER", "true")];
+        all.extend_from_slice(overrides);
+        Self::with(&all).await
     }
 }
 

@@ -5,7 +5,7 @@
 //!
 //! # The connection index
 //!
-//! Listing connections (`/verify`, keep-alive) reads `{prefix}:connections`, a sorted set of
+//! Listing connections (`/verify`, keep-alive) reads `<prefix>:connections`, a sorted set of
 //! connection names scored by when each record expires (in milliseconds; `+inf` for never), so
 //! its cost grows with the deployment's own connections and not with the rest of the server's
 //! keys, as a SCAN's would. The script that writes a connection's record adds its name with the
@@ -25,8 +25,12 @@ use std::{
 };
 
 use redis::{
-    AsyncCommands, Client, ErrorKind, IntoConnectionInfo, RedisError, Script, ServerErrorKind, Value,
-    aio::{ConnectionManager, ConnectionManagerConfig},
+    AsyncCommands, Client, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script,
+    ServerErrorKind, Value,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster::{ClusterClient, ClusterClientBuilder},
+    cluster_async::ClusterConnection,
+    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
 };
 
 use tokio::sync::OnceCell;
@@ -149,12 +153,11 @@ static UNLOCK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
 static LOCK_IF_CURRENT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LOCK_IF_CURRENT));
 static DELETE_INDEXED_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_INDEXED));
 static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LIST));
-static ADOPT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ADOPT));
 static TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE));
 
-/// One multiplexed connection per process, opened on first use (or early, by
-/// [`RedisStore::connect_early`]) and re-opened by itself after a failure, so a warm function
-/// survives a Redis restart without being recycled.
+/// One multiplexed connection per process (on a cluster, one per node), opened on first use
+/// (or early, by [`RedisStore::connect_early`]) and re-opened by itself after a failure, so a
+/// warm function survives a Redis restart or failover without being recycled.
 #[derive(Clone)]
 pub struct RedisStore {
     connection: Arc<Connection>,
@@ -164,16 +167,57 @@ pub struct RedisStore {
 
 /// How to connect, and the connection once it is open.
 struct Connection {
-    client: Client,
-    config: ConnectionManagerConfig,
-    open: OnceCell<ConnectionManager>,
+    client: Clients,
+    open: OnceCell<Open>,
+}
+
+enum Clients {
+    Single(Client, ConnectionManagerConfig),
+    Cluster(ClusterClient),
+}
+
+/// An open connection of either kind; cloning it is cheap and shares it.
+#[derive(Clone)]
+enum Open {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Open {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Open::Single(connection) => connection.req_packed_command(cmd),
+            Open::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Open::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Open::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Open::Single(connection) => connection.get_db(),
+            Open::Cluster(connection) => connection.get_db(),
+        }
+    }
 }
 
 impl RedisStore {
     /// Does not connect: the first command does, or [`RedisStore::connect_early`]. A Redis
     /// outage at cold start therefore shows up as 503 answers, not as a function that fails to
-    /// initialize.
-    pub fn new(url: &Secret, timeout: Duration, layout: Layout) -> Result<Self, StoreError> {
+    /// initialize. With `cluster`, `url` is any one node of a Redis Cluster (for ElastiCache and
+    /// MemoryDB, the configuration endpoint), from which the client learns the others, and
+    /// `layout` must be [`Layout::one_slot`].
+    pub fn new(url: &Secret, cluster: bool, timeout: Duration, layout: Layout) -> Result<Self, StoreError> {
         tls::install_default_provider();
         let info = url
             .expose()
@@ -186,17 +230,33 @@ impl RedisStore {
         // while an earlier one is unacknowledged (concurrent commands flushed apart) would wait
         // a round trip for that ACK.
         let tcp = info.tcp_settings().clone().set_nodelay(true);
-        let info = info.set_redis_settings(settings).set_tcp_settings(tcp);
-        let client = Client::open(info).map_err(|e| StoreError::Protocol(describe(&e)))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
+        let info = info.set_redis_settings(settings).set_tcp_settings(tcp.clone());
+        let client = if cluster {
+            let client = ClusterClientBuilder::new([info])
+                .tcp_settings(tcp)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                // Redirections and a failover's reconnects are retried inside the client, but
+                // never past the store timeout: then the answer is 503.
+                .overall_response_timeout(Some(timeout))
+                .retries(4)
+                .min_retry_wait(50)
+                .max_retry_wait(500)
+                .build()
+                .map_err(|e| StoreError::Protocol(describe(&e)))?;
+            Clients::Cluster(client)
+        } else {
+            let client = Client::open(info).map_err(|e| StoreError::Protocol(describe(&e)))?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            Clients::Single(client, config)
+        };
         Ok(Self {
             connection: Arc::new(Connection {
                 client,
-                config,
                 open: OnceCell::new(),
             }),
             layout: Arc::new(layout),
@@ -216,12 +276,19 @@ impl RedisStore {
     }
 
     /// The connection, opened by whichever caller comes first; the others wait for it.
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let Connection { client, config, open } = &*self.connection;
-        open.get_or_try_init(|| ConnectionManager::new_with_config(client.clone(), config.clone()))
-            .await
-            .cloned()
-            .map_err(classify)
+    async fn connection(&self) -> Result<Open, StoreError> {
+        let Connection { client, open } = &*self.connection;
+        open.get_or_try_init(|| async {
+            match client {
+                Clients::Single(client, config) => ConnectionManager::new_with_config(client.clone(), config.clone())
+                    .await
+                    .map(Open::Single),
+                Clients::Cluster(client) => client.get_async_connection().await.map(Open::Cluster),
+            }
+        })
+        .await
+        .cloned()
+        .map_err(classify)
     }
 }
 
@@ -461,11 +528,16 @@ impl RedisStore {
         let mut connection = self.connection().await?;
         for batch in records.chunks(500) {
             let mut pipe = redis::pipe();
-            // Pipelined invocations are EVALSHAs with no fallback to EVAL.
-            pipe.load_script(&ADOPT_SCRIPT).ignore();
             for key in batch {
                 let name = self.layout.connection_of(key).unwrap_or_default();
-                pipe.invoke_script(ADOPT_SCRIPT.key(key).key(&index).arg(name)).ignore();
+                // EVAL, not EVALSHA: a pipeline has no fallback for a script the server lacks.
+                pipe.cmd("EVAL")
+                    .arg(ADOPT)
+                    .arg(2)
+                    .arg(key)
+                    .arg(&index)
+                    .arg(name)
+                    .ignore();
             }
             let () = pipe.query_async(&mut connection).await.map_err(classify)?;
         }
@@ -488,15 +560,20 @@ impl RedisStore {
         let mut cursor: u64 = 0;
         let mut keys = Vec::new();
         loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(&mut connection)
-                .await
-                .map_err(classify)?;
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500);
+            let reply = match &mut connection {
+                Open::Single(single) => single.req_packed_command(&scan).await,
+                // A SCAN sees one node. The deployment's keys all live in its hash tag's slot, so
+                // the node that serves that slot has every one of them.
+                Open::Cluster(cluster) => {
+                    let slot = Route::with_key(self.layout.connection_index(), SlotAddr::Master);
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(slot));
+                    cluster.route_command(scan, routing).await
+                }
+            };
+            let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply.map_err(classify)?)
+                .map_err(|_| StoreError::Protocol("SCAN answered unexpectedly".into()))?;
             keys.extend(batch);
             if next == 0 {
                 break;
@@ -530,11 +607,15 @@ mod tests {
     fn connections_turn_nagle_off_and_skip_the_client_name() {
         let store = RedisStore::new(
             &Secret::new("redis://127.0.0.1:6379/0".to_owned()),
+            false,
             Duration::from_secs(1),
             Layout::new("tb"),
         )
         .unwrap();
-        let info = store.connection.client.get_connection_info();
+        let Clients::Single(client, _) = &store.connection.client else {
+            panic!("not a cluster")
+        };
+        let info = client.get_connection_info();
         assert!(info.tcp_settings().nodelay());
         assert!(info.redis_settings().skip_set_lib_name());
     }
