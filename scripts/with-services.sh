@@ -35,21 +35,22 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Six ports, each with its cluster bus port (port + 10000) free too.
+# Twelve free ports, a client port and a cluster bus port for each of six nodes, below the
+# range the kernel hands out to outgoing connections (which could take one before a node binds it).
 free_cluster_ports() {
   python3 - <<'PY'
 import random, socket
 ports = []
-while len(ports) < 6:
-    port = random.randrange(20000, 55000)
+while len(ports) < 12:
+    port = random.randrange(10000, 32000)
+    s = socket.socket()
     try:
-        held = []
-        for p in (port, port + 10000):
-            s = socket.socket(); s.bind(("127.0.0.1", p)); held.append(s)
-        for s in held: s.close()
+        s.bind(("127.0.0.1", port))
         if port not in ports: ports.append(port)
     except OSError:
-        for s in held: s.close()
+        pass
+    finally:
+        s.close()
 print(" ".join(map(str, ports)))
 PY
 }
@@ -80,19 +81,23 @@ redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no --d
 pids+=($!)
 await_service redis-server "${pids[-1]}" "$dir/redis.log" "redis-cli -p $redis_port ping"
 
-cluster_ports=$(free_cluster_ports)
+read -r -a free <<<"$(free_cluster_ports)"
+cluster_ports=""
 cluster_nodes=()
-for port in $cluster_ports; do
+for n in 0 1 2 3 4 5; do
+  port=${free[$n]} bus=${free[$((n + 6))]}
   mkdir -p "$dir/cluster-$port"
-  redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+  redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes --cluster-port "$bus" \
     --cluster-config-file "$dir/cluster-$port/nodes.conf" --cluster-node-timeout 2000 \
     --save "" --appendonly no --dir "$dir/cluster-$port" --daemonize no \
     --logfile "$dir/cluster-$port/redis.log" &
   pids+=($!)
   await_service "redis-server (cluster node $port)" "${pids[-1]}" "$dir/cluster-$port/redis.log" \
     "redis-cli -p $port ping"
+  cluster_ports="$cluster_ports $port"
   cluster_nodes+=("127.0.0.1:$port")
 done
+cluster_ports=${cluster_ports# }
 redis-cli --cluster create "${cluster_nodes[@]}" --cluster-replicas 1 --cluster-yes \
   >"$dir/cluster-create.log" 2>&1 || { cat "$dir/cluster-create.log" >&2; exit 1; }
 first_cluster_port=${cluster_ports%% *}

@@ -559,6 +559,190 @@ impl OwnRedis {
     }
 }
 
+/// A Redis Cluster of its own, three masters with a replica each, for tests that take a node
+/// down: on the shared one they would disturb every other test.
+pub struct OwnCluster {
+    ports: Vec<u16>,
+    nodes: std::sync::Mutex<Vec<Option<std::process::Child>>>,
+}
+
+impl OwnCluster {
+    pub fn start() -> Self {
+        let dir = scratch_dir("own-cluster");
+        // A client port and a cluster bus port per node, below the range the kernel gives
+        // outgoing connections, which could take one of them before the node binds it.
+        let mut ports: Vec<u16> = Vec::new();
+        let mut seed = unique_prefix()
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        while ports.len() < 12 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let port = 10_000 + (seed >> 8) as u16 % 22_000;
+            if !ports.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                ports.push(port);
+            }
+        }
+        let buses = ports.split_off(6);
+        let nodes = ports
+            .iter()
+            .zip(&buses)
+            .map(|(port, bus)| {
+                let node_dir = dir.join(port.to_string());
+                std::fs::create_dir_all(&node_dir).unwrap();
+                let child = std::process::Command::new("redis-server")
+                    .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()])
+                    // A replica takes over however long it was out of touch: the test kills the
+                    // master moments after the cluster formed.
+                    .args([
+                        "--cluster-node-timeout",
+                        "1000",
+                        "--cluster-replica-validity-factor",
+                        "0",
+                    ])
+                    .args(["--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"])
+                    .arg("--dir")
+                    .arg(&node_dir)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("redis-server is installed (make test installs it)");
+                Some(child)
+            })
+            .collect();
+        let cluster = Self {
+            ports,
+            nodes: std::sync::Mutex::new(nodes),
+        };
+        for port in &cluster.ports {
+            cluster.await_answer(*port, "PING", "PONG");
+        }
+        let created = std::process::Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(cluster.ports.iter().map(|port| format!("127.0.0.1:{port}")))
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stdout));
+        for port in &cluster.ports {
+            cluster.await_answer(*port, "CLUSTER INFO", "cluster_state:ok");
+        }
+        // Every replica has its master's data, so that a failover loses nothing written before it.
+        for port in &cluster.ports {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            loop {
+                let info = Self::cli(*port, "INFO replication");
+                if info.contains("master_link_status:up") || info.contains("state=online") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "node {port} did not finish replicating"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        cluster
+    }
+
+    /// Every node, comma-separated, as a self-run cluster is configured: whichever master is
+    /// lost, the client can still reach the cluster through another.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect();
+        nodes.join(",")
+    }
+
+    fn cli(port: u16, command: &str) -> String {
+        let output = std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(command.split(' '))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn await_answer(&self, port: u16, command: &str, answer: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !Self::cli(port, command).contains(answer) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {port}: no {answer} to {command}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The port of the master serving `key`'s slot, as the node set-up reports it.
+    pub fn master_of(&self, key: &str) -> u16 {
+        self.master_of_via(self.ports[0], key)
+            .expect("a master serves the key's slot")
+    }
+
+    fn master_of_via(&self, asked: u16, key: &str) -> Option<u16> {
+        let slot: u16 = Self::cli(asked, &format!("CLUSTER KEYSLOT {key}"))
+            .trim()
+            .parse()
+            .unwrap();
+        // `CLUSTER NODES`: id address@bus flags master ping pong epoch state slot-ranges...
+        for line in Self::cli(asked, "CLUSTER NODES").lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let failed = fields.get(2).is_some_and(|flags| flags.contains("fail"));
+            if !fields.get(2).is_some_and(|flags| flags.contains("master")) || failed || fields.len() < 9 {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| match range.split_once('-') {
+                Some((from, to)) => (from.parse().unwrap_or(u16::MAX)..=to.parse().unwrap_or(0)).contains(&slot),
+                None => range.parse() == Ok(slot),
+            });
+            if serves {
+                let address = fields[1].split('@').next()?;
+                return address.rsplit(':').next()?.parse().ok();
+            }
+        }
+        None
+    }
+
+    /// Kills the node at `port` as a crash would.
+    pub fn kill(&self, port: u16) {
+        let at = self.ports.iter().position(|p| *p == port).unwrap();
+        if let Some(mut child) = self.nodes.lock().unwrap()[at].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until a replica has taken over `key`'s slot from the killed master at `port`.
+    pub fn await_failover(&self, key: &str, killed: u16) {
+        let alive = *self.ports.iter().find(|p| **p != killed).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let taken_over = self.master_of_via(alive, key).is_some_and(|port| port != killed);
+            if taken_over && Self::cli(alive, "CLUSTER INFO").contains("cluster_state:ok") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no replica took over from {killed}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        for child in self.nodes.lock().unwrap().iter_mut().filter_map(Option::take) {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for OwnRedis {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.lock().unwrap().take() {

@@ -20,8 +20,8 @@
 //! by hand, outside the broker, are not in the index until it is built again.
 
 use std::{
-    sync::{Arc, LazyLock},
-    time::Duration,
+    sync::{Arc, LazyLock, Mutex},
+    time::{Duration, Instant},
 };
 
 use redis::{
@@ -168,8 +168,28 @@ pub struct RedisStore {
 /// How to connect, and the connection once it is open.
 struct Connection {
     client: Clients,
-    open: OnceCell<Open>,
+    /// Replaced by an empty cell when a cluster connection stops answering ([`RedisStore::failed`]).
+    open: Mutex<Arc<Opening>>,
 }
+
+/// One connection's life: opened once by whichever caller comes first.
+struct Opening {
+    open: OnceCell<Open>,
+    since: Instant,
+}
+
+impl Opening {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            open: OnceCell::new(),
+            since: Instant::now(),
+        })
+    }
+}
+
+/// How long a cluster connection serves before a failure may replace it: fewer reconnects
+/// when many calls fail at once, as they do in a failover.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 enum Clients {
     Single(Client, ConnectionManagerConfig),
@@ -219,20 +239,32 @@ impl RedisStore {
     /// `layout` must be [`Layout::one_slot`].
     pub fn new(url: &Secret, cluster: bool, timeout: Duration, layout: Layout) -> Result<Self, StoreError> {
         tls::install_default_provider();
-        let info = url
-            .expose()
-            .into_connection_info()
-            .map_err(|e| StoreError::Protocol(describe(&e)))?;
-        // The client would otherwise announce its name and version on every connect, one more
-        // round trip before a cold start's first read, for a label only `CLIENT LIST` shows.
-        let settings = info.redis_settings().clone().set_skip_set_lib_name();
-        // redis-rs leaves Nagle's algorithm on, unlike most Redis clients: a small write sent
-        // while an earlier one is unacknowledged (concurrent commands flushed apart) would wait
-        // a round trip for that ACK.
-        let tcp = info.tcp_settings().clone().set_nodelay(true);
-        let info = info.set_redis_settings(settings).set_tcp_settings(tcp.clone());
+        // A cluster may be given several nodes, comma-separated: any one that answers will do.
+        let urls: Vec<&str> = if cluster {
+            url.expose().split(',').map(str::trim).collect()
+        } else {
+            vec![url.expose()]
+        };
+        let mut nodes = Vec::new();
+        let mut tcp = None;
+        for url in urls {
+            let info = url
+                .into_connection_info()
+                .map_err(|e| StoreError::Protocol(describe(&e)))?;
+            // The client would otherwise announce its name and version on every connect, one
+            // more round trip before a cold start's first read, for a label only `CLIENT LIST`
+            // shows.
+            let settings = info.redis_settings().clone().set_skip_set_lib_name();
+            // redis-rs leaves Nagle's algorithm on, unlike most Redis clients: a small write
+            // sent while an earlier one is unacknowledged (concurrent commands flushed apart)
+            // would wait a round trip for that ACK.
+            let settings_tcp = info.tcp_settings().clone().set_nodelay(true);
+            tcp = Some(settings_tcp.clone());
+            nodes.push(info.set_redis_settings(settings).set_tcp_settings(settings_tcp));
+        }
+        let tcp = tcp.unwrap_or_default();
         let client = if cluster {
-            let client = ClusterClientBuilder::new([info])
+            let client = ClusterClientBuilder::new(nodes)
                 .tcp_settings(tcp)
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
@@ -246,6 +278,7 @@ impl RedisStore {
                 .map_err(|e| StoreError::Protocol(describe(&e)))?;
             Clients::Cluster(client)
         } else {
+            let info = nodes.pop().ok_or_else(|| StoreError::Protocol("no REDIS_URL".into()))?;
             let client = Client::open(info).map_err(|e| StoreError::Protocol(describe(&e)))?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
@@ -257,7 +290,7 @@ impl RedisStore {
         Ok(Self {
             connection: Arc::new(Connection {
                 client,
-                open: OnceCell::new(),
+                open: Mutex::new(Opening::new()),
             }),
             layout: Arc::new(layout),
         })
@@ -277,18 +310,38 @@ impl RedisStore {
 
     /// The connection, opened by whichever caller comes first; the others wait for it.
     async fn connection(&self) -> Result<Open, StoreError> {
-        let Connection { client, open } = &*self.connection;
-        open.get_or_try_init(|| async {
-            match client {
-                Clients::Single(client, config) => ConnectionManager::new_with_config(client.clone(), config.clone())
-                    .await
-                    .map(Open::Single),
-                Clients::Cluster(client) => client.get_async_connection().await.map(Open::Cluster),
+        let opening = self.connection.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let client = &self.connection.client;
+        opening
+            .open
+            .get_or_try_init(|| async {
+                match client {
+                    Clients::Single(client, config) => {
+                        ConnectionManager::new_with_config(client.clone(), config.clone())
+                            .await
+                            .map(Open::Single)
+                    }
+                    Clients::Cluster(client) => client.get_async_connection().await.map(Open::Cluster),
+                }
+            })
+            .await
+            .cloned()
+            .map_err(|error| self.failed(error))
+    }
+
+    /// What a failed command means to the caller. A cluster connection that cannot reach the
+    /// cluster is dropped, so the next call starts afresh from the configured node and learns
+    /// the slot map as it is now: after a failover the old map can keep naming the lost master.
+    /// (A single node's connection manager reconnects by itself.)
+    fn failed(&self, error: RedisError) -> StoreError {
+        let error = classify(error);
+        if matches!(error, StoreError::Unavailable(_)) && matches!(self.connection.client, Clients::Cluster(_)) {
+            let mut open = self.connection.open.lock().unwrap_or_else(|e| e.into_inner());
+            if open.since.elapsed() >= RECONNECT_AFTER {
+                *open = Opening::new();
             }
-        })
-        .await
-        .cloned()
-        .map_err(classify)
+        }
+        error
     }
 }
 
@@ -320,7 +373,10 @@ impl RedisStore {
             Some(connection) => invocation.key(self.layout.connection_index()).arg(connection),
             None => invocation.arg(""),
         };
-        let reply: Value = invocation.invoke_async(&mut connection).await.map_err(classify)?;
+        let reply: Value = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| self.failed(e))?;
         match reply {
             Value::Int(generation) => Ok(Some(generation as u64)),
             Value::Nil => Ok(None),
@@ -333,13 +389,15 @@ impl RedisStore {
 /// the kind of failure.
 fn describe(error: &RedisError) -> String {
     let kind = match error.kind() {
-        ErrorKind::Io => "connection failed",
+        ErrorKind::Io | ErrorKind::ClusterConnectionNotFound => "connection failed",
         ErrorKind::AuthenticationFailed => "authentication failed",
         ErrorKind::InvalidClientConfig => "invalid client configuration",
         _ if error.is_timeout() => "timed out",
         _ if error.is_connection_dropped() || error.is_connection_refusal() => "connection failed",
         ErrorKind::Server(ServerErrorKind::BusyLoading) => "loading its data",
-        ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown) => "in a failover",
+        ErrorKind::Server(
+            ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown | ServerErrorKind::Moved | ServerErrorKind::Ask,
+        ) => "in a failover",
         _ => "command failed",
     };
     format!("{kind} ({:?})", error.kind())
@@ -353,6 +411,8 @@ fn classify(error: RedisError) -> StoreError {
         error.kind(),
         ErrorKind::Server(
             ServerErrorKind::BusyLoading
+                | ServerErrorKind::Moved
+                | ServerErrorKind::Ask
                 | ServerErrorKind::TryAgain
                 | ServerErrorKind::ClusterDown
                 | ServerErrorKind::MasterDown
@@ -360,6 +420,9 @@ fn classify(error: RedisError) -> StoreError {
         )
     );
     if passing
+        // A cluster node the slot map names is unreachable, as while a failover is under way;
+        // the cluster client reports its own timeouts as this kind, without an I/O error inside.
+        || matches!(error.kind(), ErrorKind::ClusterConnectionNotFound | ErrorKind::Io)
         || error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
@@ -380,7 +443,7 @@ impl Store for RedisStore {
             .arg("data")
             .query_async(&mut connection)
             .await
-            .map_err(classify)?;
+            .map_err(|e| self.failed(e))?;
         match (generation, data) {
             (Some(generation), Some(data)) => Ok(Some(Versioned { generation, data })),
             (None, None) => Ok(None),
@@ -419,7 +482,7 @@ impl Store for RedisStore {
             .arg(generation.to_string())
             .invoke_async(&mut connection)
             .await
-            .map_err(classify)?;
+            .map_err(|e| self.failed(e))?;
         match found.as_str() {
             "taken" => Ok(Lock::Taken),
             "held" => Ok(Lock::Held),
@@ -433,7 +496,10 @@ impl Store for RedisStore {
         let options = redis::SetOptions::default()
             .conditional_set(redis::ExistenceCheck::NX)
             .with_expiration(redis::SetExpiry::PX(ttl.as_millis().max(1) as u64));
-        let reply: Option<String> = connection.set_options(key, owner, options).await.map_err(classify)?;
+        let reply: Option<String> = connection
+            .set_options(key, owner, options)
+            .await
+            .map_err(|e| self.failed(e))?;
         Ok(reply.is_some())
     }
 
@@ -444,7 +510,7 @@ impl Store for RedisStore {
             .arg(owner)
             .invoke_async(&mut connection)
             .await
-            .map_err(classify)?;
+            .map_err(|e| self.failed(e))?;
         Ok(())
     }
 
@@ -455,7 +521,10 @@ impl Store for RedisStore {
             Some(name) => invocation.key(self.layout.connection_index()).arg(name),
             None => invocation.arg(""),
         };
-        let found: Option<(u64, Vec<u8>)> = invocation.invoke_async(&mut connection).await.map_err(classify)?;
+        let found: Option<(u64, Vec<u8>)> = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| self.failed(e))?;
         Ok(found.map(|(generation, data)| Versioned { generation, data }))
     }
 
@@ -468,8 +537,8 @@ impl Store for RedisStore {
                 .arg(name)
                 .invoke_async(&mut connection)
                 .await
-                .map_err(classify)?,
-            None => connection.del(key).await.map_err(classify)?,
+                .map_err(|e| self.failed(e))?,
+            None => connection.del(key).await.map_err(|e| self.failed(e))?,
         };
         Ok(deleted > 0)
     }
@@ -505,7 +574,7 @@ impl RedisStore {
             .key(self.layout.connection_index())
             .invoke_async(&mut connection)
             .await
-            .map_err(classify)?;
+            .map_err(|e| self.failed(e))?;
         Ok(names.map(|names| names.into_iter().filter(|name| !name.is_empty()).collect()))
     }
 
@@ -539,7 +608,7 @@ impl RedisStore {
                     .arg(name)
                     .ignore();
             }
-            let () = pipe.query_async(&mut connection).await.map_err(classify)?;
+            let () = pipe.query_async(&mut connection).await.map_err(|e| self.failed(e))?;
         }
         // The empty name says the index is complete; it never expires.
         let _: i64 = redis::cmd("ZADD")
@@ -549,7 +618,7 @@ impl RedisStore {
             .arg("")
             .query_async(&mut connection)
             .await
-            .map_err(classify)?;
+            .map_err(|e| self.failed(e))?;
         Ok(())
     }
 
@@ -572,7 +641,7 @@ impl RedisStore {
                     cluster.route_command(scan, routing).await
                 }
             };
-            let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply.map_err(classify)?)
+            let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply.map_err(|e| self.failed(e))?)
                 .map_err(|_| StoreError::Protocol("SCAN answered unexpectedly".into()))?;
             keys.extend(batch);
             if next == 0 {
