@@ -22,7 +22,7 @@ serve: ## Run the whole broker locally on 127.0.0.1:9000, configured from .env (
 keepalive: ## Run one keep-alive pass over the local store (or REDIS_URL) and print the report
 	cargo run --release --locked --features local --bin serve -- keepalive
 
-test: ## Run every test against a throw-away Redis and a fake provider (installs redis-server if missing)
+test: ## Run every test against real stores (Redis, a Redis Cluster, a DynamoDB emulator; installed when missing) and fake providers
 	cargo fmt --all -- --check
 	scripts/with-services.sh cargo test --all-targets --all-features --locked
 	cargo clippy --all-targets --all-features --locked -- -D warnings

@@ -624,6 +624,7 @@ mod tests {
             ("AUTHORIZE_URL", "ftp://provider.example/authorize"),
             ("REVOCATION_URL", "http://provider.example/revoke"),
             ("LOGIN_STATE_TTL", "5"),
+            ("REDIS_CLUSTER", "yes"),
         ] {
             let mut vars = base();
             vars.insert(name, value);
@@ -632,6 +633,24 @@ mod tests {
                 other => panic!("{name}={value}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_cluster_puts_the_prefix_in_a_hash_tag() {
+        let mut vars = base();
+        assert_eq!(load(&vars).unwrap().layout().tokens("x"), "token-broker:conn:x:tokens");
+        vars.insert("REDIS_CLUSTER", "true");
+        let config = load(&vars).unwrap();
+        assert!(matches!(config.store, StoreConfig::Redis { cluster: true, .. }));
+        assert_eq!(config.layout().tokens("x"), "{token-broker}:conn:x:tokens");
+        // A brace in the prefix would move the hash tag and split the deployment over slots.
+        vars.insert("KEY_PREFIX", "team{a}");
+        match load(&vars).unwrap_err() {
+            ConfigError::Invalid { name, .. } => assert_eq!(name, "KEY_PREFIX"),
+            other => panic!("{other:?}"),
+        }
+        vars.insert("REDIS_CLUSTER", "false");
+        assert_eq!(load(&vars).unwrap().layout().tokens("x"), "team{a}:conn:x:tokens");
     }
 
     #[test]
