@@ -8,6 +8,7 @@
 
 mod dynamodb;
 mod function;
+mod listing;
 mod monitor;
 mod provider;
 mod redis_server;
@@ -73,6 +74,11 @@ struct Plan {
     /// taking turns, of this many warm calls.
     memory_rounds: usize,
     memory_calls: usize,
+    /// Connections of the listing measurement, the unrelated keys beside them, and the timed
+    /// `/verify` and keep-alive calls over them.
+    listing_connections: usize,
+    listing_unrelated: usize,
+    listing_calls: usize,
 }
 
 impl Plan {
@@ -91,6 +97,9 @@ impl Plan {
                 // starts of the same binary; the median of 10 is steadier.
                 memory_rounds: 10,
                 memory_calls: 200,
+                listing_connections: 10_000,
+                listing_unrelated: 1_000_000,
+                listing_calls: 5,
             },
             Mode::Short => Self {
                 cold_runs: 2,
@@ -101,6 +110,9 @@ impl Plan {
                 refresh_calls: 5,
                 memory_rounds: 2,
                 memory_calls: 20,
+                listing_connections: 200,
+                listing_unrelated: 5_000,
+                listing_calls: 1,
             },
         }
     }
@@ -282,6 +294,8 @@ pub struct Results {
     pub token_commands: Option<PerCall>,
     /// Redis commands of a cold `/token` (connection set-up and the read).
     pub cold_token_commands: Option<PerCall>,
+    /// `/verify` and keep-alive over many connections (see `listing.rs`).
+    pub listings: Vec<listing::Listing>,
     /// DynamoDB calls of a cold `/token` on DynamoDB, by action.
     pub dynamodb_cold_token_calls: BTreeMap<String, u64>,
     /// Refresh-path latency with the provider's own time taken out.
@@ -769,7 +783,43 @@ async fn run(args: &Args) -> Result<Results, String> {
     running.stop().await;
     provider.set(1799, Duration::ZERO);
 
-    // 5. Zips, when they were built.
+    // 5. Listing many connections, alone on the server and then beside many unrelated keys.
+    let verify_run = runs.iter().find(|(s, _)| s.label == "verify").cloned();
+    let keepalive_run = runs.iter().find(|(s, _)| s.label == "keepalive").cloned();
+    if let (Some((verify, verify_event)), Some((keepalive, keepalive_event))) = (verify_run, keepalive_run) {
+        eprintln!("bench: listing {} connections", plan.listing_connections);
+        let mut env = broker_env.clone();
+        for (name, value) in &mut env {
+            if name == "KEY_PREFIX" {
+                *value = listing::PREFIX.to_owned();
+            }
+        }
+        let verify = spec("verify-many", &verify.bin, env.clone());
+        let keepalive = spec("keepalive-many", &keepalive.bin, env);
+        let client = redis::Client::open(redis_server.url()).map_err(|e| e.to_string())?;
+        let mut admin = redis::aio::ConnectionManager::new(client)
+            .await
+            .map_err(|e| e.to_string())?;
+        listing::seed_connections(&mut admin, plan.listing_connections).await?;
+        for unrelated in [0, plan.listing_unrelated] {
+            if unrelated > 0 {
+                listing::seed_unrelated(&mut admin, unrelated).await?;
+                listing::drop_index(&mut admin).await?;
+            }
+            let measured = listing::measure(
+                (&verify, &verify_event),
+                (&keepalive, &keepalive_event),
+                redis_server.port,
+                plan.listing_calls,
+                plan.listing_connections,
+                unrelated,
+            )
+            .await?;
+            results.listings.push(measured);
+        }
+    }
+
+    // 6. Zips, when they were built.
     if let Some(dir) = &args.zip_dir {
         for name in &results.functions {
             let path = dir.join(name).join("bootstrap.zip");

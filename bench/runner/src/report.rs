@@ -114,6 +114,19 @@ fn commands(per_call: &PerCall) -> String {
     text
 }
 
+/// 10000 as "10,000".
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn trim(n: f64) -> String {
     if (n - n.round()).abs() < 0.005 {
         format!("{}", n.round() as i64)
@@ -339,6 +352,33 @@ pub fn render(args: &Args, r: &Results) -> String {
                 )
                 .target("3", Some(per_call.round_trips() == 3.0)),
             );
+        }
+    }
+
+    // Listing many connections: alone on the server, then beside many unrelated keys.
+    for listing in &r.listings {
+        let beside = if listing.unrelated_keys == 0 {
+            "alone on the server".to_owned()
+        } else {
+            format!("beside {} unrelated keys", thousands(listing.unrelated_keys))
+        };
+        let n = thousands(listing.connections);
+        rows.push(row(
+            format!("First `/verify` over {n} connections without their index ({beside}): builds it from a SCAN"),
+            ms(listing.first_verify),
+        ));
+        for (what, latencies, per) in [
+            ("`/verify`", &listing.verify, &listing.verify_commands),
+            ("One keep-alive pass", &listing.keepalive, &listing.keepalive_commands),
+        ] {
+            let Some(summary) = summarize(latencies) else { continue };
+            let commands_text = per.as_ref().map_or_else(String::new, |per| {
+                format!(" · Redis commands per connection: {}", commands(per))
+            });
+            rows.push(row(
+                format!("{what} over {n} connections ({beside})"),
+                format!("p50 {}{commands_text}", ms(summary.p50)),
+            ));
         }
     }
 
