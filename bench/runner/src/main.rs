@@ -519,6 +519,7 @@ async fn run(args: &Args) -> Result<Results, String> {
         let today = |run: &str| match run {
             "token+secrets" => with_secrets(false),
             "token+json" => json_env.clone(),
+            "token+dynamodb" => dynamo_env.clone(),
             _ => broker_env.clone(),
         };
         let plain = "`token` without `SECRETS_ARN`";
@@ -566,6 +567,21 @@ async fn run(args: &Args) -> Result<Results, String> {
                         json_env.clone(),
                         "token+json",
                         "`token`, JSON log lines (`AWS_LAMBDA_LOG_FORMAT=JSON`, as template.yaml sets)",
+                    ),
+                ],
+                // The SDK runs only on DynamoDB; on Redis it is linked but never called.
+                "aws-sdk-dynamodb" => vec![
+                    (
+                        "token+dynamodb",
+                        dynamo_env.clone(),
+                        "token+dynamodb",
+                        "`token` on DynamoDB (the fake on loopback, plain HTTP), against today's own client",
+                    ),
+                    (
+                        "token",
+                        broker_env.clone(),
+                        "token",
+                        "`token` on Redis: the SDK linked, never called",
                     ),
                 ],
                 // Today's token binary again, copied as the variants are: the spread between two

@@ -599,7 +599,7 @@ fn render_alternatives(
     );
     let _ = writeln!(
         out,
-        "| Alternative | Run | Cold start | Ratio to hello-world (today's) | Cold-start cost | Peak RSS (today's) | \
+        "| Alternative | Run | Cold start; today's | Ratio to hello-world (today's) | Cold-start cost | Peak RSS (today's) | \
          Memory cost | `token` binary (today's) | Within the spread |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
@@ -633,10 +633,11 @@ fn render_alternatives(
         };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} ({}) | {} | {} ({}) | {} | {} | {} |",
+            "| `{}` | {} | {}; today's {} | {} ({}) | {} | {} ({}) | {} | {} | {} |",
             c.variant,
             c.what,
             describe_cold(&c.label),
+            describe_cold(&c.reference),
             ratio(&c.label),
             ratio(&c.reference),
             cold_cost.map_or_else(
