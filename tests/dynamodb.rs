@@ -15,7 +15,7 @@ use std::{
 
 use common::*;
 use token_broker::{
-    base::store::{DynamoStore, Expect, Store, StoreError},
+    base::store::{DynamoStore, Store, StoreError},
     http::routes::Route,
 };
 use tokio::net::{TcpListener, TcpStream};
@@ -26,26 +26,18 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers};
 struct Switch {
     url: String,
     down: Arc<AtomicBool>,
-    /// Connections the relay has accepted.
-    accepted: Arc<AtomicUsize>,
 }
 
 impl Switch {
     async fn start() -> Self {
-        Self::to(&dynamodb_url()).await
-    }
-
-    async fn to(upstream: &str) -> Self {
-        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let upstream = dynamodb_url().trim_start_matches("http://").to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let down = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let (cut, count) = (down.clone(), accepted.clone());
+        let cut = down.clone();
         tokio::spawn(async move {
             loop {
                 let (mut client, _) = listener.accept().await.unwrap();
-                count.fetch_add(1, Ordering::SeqCst);
                 let cut = cut.clone();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
@@ -67,7 +59,7 @@ impl Switch {
                 });
             }
         });
-        Self { url, down, accepted }
+        Self { url, down }
     }
 
     fn set_down(&self, down: bool) {
@@ -100,60 +92,6 @@ async fn an_unreachable_endpoint_is_503_everywhere_and_nothing_is_lost() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["access_token"], "access-0");
     assert_eq!(h.call(Route::VERIFY, "verify").await.status, 200);
-}
-
-/// The emulator closes every connection after one answer, so connection reuse is checked
-/// against a stand-in that keeps them open, as DynamoDB does.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_early_connection_serves_the_first_calls() {
-    let dynamo = MockServer::start().await;
-    Mock::given(matchers::method("GET"))
-        .and(matchers::path("/"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("healthy: dynamodb"))
-        .expect(1)
-        .mount(&dynamo)
-        .await;
-    Mock::given(matchers::method("POST"))
-        .and(matchers::header("x-amz-target", "DynamoDB_20120810.GetItem"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw("{}", "application/x-amz-json-1.0"))
-        .expect(2)
-        .mount(&dynamo)
-        .await;
-    let switch = Switch::to(&dynamo.uri()).await;
-    let store = DynamoStore::new(&dynamodb_config(switch.url.clone()), Duration::from_secs(2)).unwrap();
-
-    store.connect_early();
-    // The first call may start while the early connection is still being opened: it waits
-    // for that one instead of opening another.
-    assert_eq!(store.load("p:conn:x:tokens").await.unwrap(), None);
-    assert_eq!(store.load("p:conn:y:tokens").await.unwrap(), None);
-    assert_eq!(
-        switch.accepted.load(Ordering::SeqCst),
-        1,
-        "one connection for all of it"
-    );
-    let order: Vec<String> = dynamo
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.method.to_string())
-        .collect();
-    assert_eq!(order, ["GET", "POST", "POST"]);
-}
-
-#[tokio::test]
-async fn an_early_connection_that_fails_changes_nothing() {
-    dynamodb_store(Duration::from_secs(2)).await;
-    let switch = Switch::start().await;
-    switch.set_down(true);
-    let store = DynamoStore::new(&dynamodb_config(switch.url.clone()), Duration::from_millis(500)).unwrap();
-    store.connect_early();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    switch.set_down(false);
-    let key = format!("{}:conn:x:tokens", unique_prefix());
-    assert_eq!(store.load(&key).await.unwrap(), None);
-    assert_eq!(store.write(&key, Expect::Any, b"v", None).await.unwrap(), Some(1));
 }
 
 /// Answers like a throttled DynamoDB `times` times, then like one that found nothing.

@@ -1,6 +1,5 @@
 //! A fake DynamoDB on loopback for the functions configured with `DYNAMODB_TABLE`: `GetItem`
-//! answers one fresh token record, `Query` lists it, anything else (including the unsigned
-//! `GET /` of the functions' early connection) succeeds with `{}`. It answers
+//! answers one fresh token record, `Query` lists it, anything else succeeds with `{}`. It answers
 //! in microseconds, so a cold start's figure is the broker's own work (its HTTP client, the
 //! signing, the JSON) and not an emulator's or a network's. It counts the calls by action.
 
@@ -58,7 +57,7 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|target| target.strip_prefix("DynamoDB_20120810."))
         .map(str::to_owned)
-        // The early connection's unsigned request, which is not an action.
+        // Anything that is not an action shows by its method and path.
         .unwrap_or_else(|| format!("{} {}", request.method(), request.uri().path()));
     let _ = request.into_body().collect().await;
     *calls.lock().unwrap().entry(action.clone()).or_default() += 1;

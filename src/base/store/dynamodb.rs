@@ -61,7 +61,7 @@
 //! the table and the action. None of these writes anything.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -108,9 +108,6 @@ struct Inner {
     region: String,
     credentials: Credentials,
     timeout: Duration,
-    /// The connection opened ahead of the first call ([`DynamoStore::connect_early`]) while it
-    /// is still being opened: the first call waits for it instead of opening a second one.
-    opening: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// How one call ended, before the store's contract gives it a meaning.
@@ -141,7 +138,6 @@ impl DynamoStore {
                 region: config.region.clone(),
                 credentials: config.credentials.clone(),
                 timeout,
-                opening: Mutex::new(None),
             }),
         })
     }
@@ -184,32 +180,9 @@ impl DynamoStore {
         ttl.map(drop).map_err(store_error)
     }
 
-    /// Opens the HTTPS connection in the background, so that a cold start's TCP and TLS
-    /// handshakes overlap with the rest of start-up and the wait for the first event instead of
-    /// following them. It sends an unsigned `GET /`, which is no action: it reads and changes
-    /// nothing whatever the endpoint answers, needs no permission, and costs nothing. The answer
-    /// is read to its end so that the connection goes back to the pool. A failure changes nothing: the first call connects again.
-    pub fn connect_early(&self) {
-        let inner = self.inner.clone();
-        let opening = tokio::spawn(async move {
-            let opened = async { inner.http.get(inner.url.clone()).send().await?.bytes().await };
-            if let Err(error) = opened.await {
-                tracing::debug!(
-                    error = transport(&error),
-                    "early connect to DynamoDB failed; the first call retries"
-                );
-            }
-        });
-        *self.inner.opening.lock().unwrap_or_else(|e| e.into_inner()) = Some(opening);
-    }
-
     /// One call of the JSON protocol, retried while DynamoDB is throttling, failing or
     /// unreachable, until the store timeout is spent.
     async fn call(&self, action: &'static str, body: Value) -> Result<Value, Failure> {
-        let opening = self.inner.opening.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(opening) = opening {
-            let _ = opening.await;
-        }
         let deadline = Instant::now() + self.inner.timeout;
         let body = serde_json::to_vec(&body).expect("a JSON value serializes");
         let mut backoff = FIRST_BACKOFF;

@@ -152,7 +152,6 @@ static WRITE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(WRITE));
 static UNLOCK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
 static LOCK_IF_CURRENT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LOCK_IF_CURRENT));
 static DELETE_INDEXED_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_INDEXED));
-static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LIST));
 static TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE));
 
 /// One multiplexed connection per process (on a cluster, one per node), opened on first use
@@ -570,9 +569,13 @@ impl RedisStore {
     /// The names in the connection index, or `None` if it has not been built.
     async fn indexed(&self) -> Result<Option<Vec<String>>, StoreError> {
         let mut connection = self.connection().await?;
-        let names: Option<Vec<String>> = LIST_SCRIPT
-            .key(self.layout.connection_index())
-            .invoke_async(&mut connection)
+        // EVAL with the text, not EVALSHA: a cold start's first `/verify` would otherwise pay a
+        // round trip for NOSCRIPT before it could send the script, and the text is short.
+        let names: Option<Vec<String>> = redis::cmd("EVAL")
+            .arg(LIST)
+            .arg(1)
+            .arg(self.layout.connection_index())
+            .query_async(&mut connection)
             .await
             .map_err(|e| self.failed(e))?;
         Ok(names.map(|names| names.into_iter().filter(|name| !name.is_empty()).collect()))
