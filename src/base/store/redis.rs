@@ -3,6 +3,16 @@
 //! A record is a hash with two fields, `gen` and `data`, so a read is one `HMGET` and the
 //! generation check of a write runs inside the server as a Lua script, atomic with the write.
 //!
+//! # On a Redis Cluster
+//!
+//! With `REDIS_CLUSTER=true` the store speaks through the redis crate's cluster client, and the
+//! layout is [`Layout::one_slot`]: every key of a deployment has `{KEY_PREFIX}` as its hash tag,
+//! so all of them map to one slot. That is what lets a script touch more than one key: the write
+//! touches the record, the lock it releases and the connection index; the lock script touches
+//! the lock and the record; take and delete touch the record and the index. Every other command
+//! touches one key. A SCAN (only to build the index) goes to the node serving that slot, which
+//! holds every key of the deployment.
+//!
 //! # The connection index
 //!
 //! Listing connections (`/verify`, keep-alive) reads `<prefix>:connections`, a sorted set of
