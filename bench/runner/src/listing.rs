@@ -89,36 +89,43 @@ pub async fn measure(
     connections: usize,
     unrelated_keys: usize,
 ) -> Result<Listing, String> {
-    let mut listing = Listing {
+    let (first_verify, verify_latencies, verify_commands) =
+        timed(verify, "verify", redis_port, calls, connections).await?;
+    let (_, keepalive_latencies, keepalive_commands) =
+        timed(keepalive, "keepalive", redis_port, calls, connections).await?;
+    Ok(Listing {
         connections,
         unrelated_keys,
-        ..Listing::default()
-    };
-    let (mut running, first) = Running::start(verify.0, verify.1).await?;
-    ok(&first, connections, "verify")?;
-    listing.first_verify = first.latency;
-    for _ in 0..calls {
-        let call = running.invoke(verify.1).await?;
-        ok(&call, connections, "verify")?;
-        listing.verify.push(call.latency);
-    }
-    let monitor = Monitor::start(redis_port).await?;
-    ok(&running.invoke(verify.1).await?, connections, "verify")?;
-    listing.verify_commands = Some(PerCall::of(monitor.finish().await?, connections));
-    running.stop().await;
+        first_verify,
+        verify: verify_latencies,
+        verify_commands: Some(verify_commands),
+        keepalive: keepalive_latencies,
+        keepalive_commands: Some(keepalive_commands),
+    })
+}
 
-    let (mut running, first) = Running::start(keepalive.0, keepalive.1).await?;
-    ok(&first, connections, "keepalive")?;
+/// One function over the connections: its cold first call, `calls` warm ones, and the Redis
+/// commands of one more, per connection.
+async fn timed(
+    (spec, event): (&Spec, &Bytes),
+    what: &str,
+    redis_port: u16,
+    calls: usize,
+    connections: usize,
+) -> Result<(Duration, Vec<Duration>, PerCall), String> {
+    let (mut running, first) = Running::start(spec, event).await?;
+    ok(&first, connections, what)?;
+    let mut latencies = Vec::with_capacity(calls);
     for _ in 0..calls {
-        let call = running.invoke(keepalive.1).await?;
-        ok(&call, connections, "keepalive")?;
-        listing.keepalive.push(call.latency);
+        let call = running.invoke(event).await?;
+        ok(&call, connections, what)?;
+        latencies.push(call.latency);
     }
     let monitor = Monitor::start(redis_port).await?;
-    ok(&running.invoke(keepalive.1).await?, connections, "keepalive")?;
-    listing.keepalive_commands = Some(PerCall::of(monitor.finish().await?, connections));
+    ok(&running.invoke(event).await?, connections, what)?;
+    let commands = PerCall::of(monitor.finish().await?, connections);
     running.stop().await;
-    Ok(listing)
+    Ok((first.latency, latencies, commands))
 }
 
 /// A listing answer that names every connection: `/verify`'s `connections`, keep-alive's report.

@@ -255,7 +255,6 @@ impl RedisStore {
             vec![url.expose()]
         };
         let mut nodes = Vec::new();
-        let mut tcp = None;
         for url in urls {
             let info = url
                 .into_connection_info()
@@ -267,12 +266,15 @@ impl RedisStore {
             // redis-rs leaves Nagle's algorithm on, unlike most Redis clients: a small write
             // sent while an earlier one is unacknowledged (concurrent commands flushed apart)
             // would wait a round trip for that ACK.
-            let settings_tcp = info.tcp_settings().clone().set_nodelay(true);
-            tcp = Some(settings_tcp.clone());
-            nodes.push(info.set_redis_settings(settings).set_tcp_settings(settings_tcp));
+            let tcp = info.tcp_settings().clone().set_nodelay(true);
+            nodes.push(info.set_redis_settings(settings).set_tcp_settings(tcp));
         }
-        let tcp = tcp.unwrap_or_default();
         let client = if cluster {
+            // The cluster client takes its TCP settings for every node from here.
+            let tcp = nodes
+                .first()
+                .map(|node| node.tcp_settings().clone())
+                .unwrap_or_default();
             let client = ClusterClientBuilder::new(nodes)
                 .tcp_settings(tcp)
                 .connection_timeout(timeout)
@@ -352,9 +354,7 @@ impl RedisStore {
         }
         error
     }
-}
 
-impl RedisStore {
     /// The write script, releasing `lock` in the same step when there is one.
     async fn write_releasing(
         &self,
@@ -596,11 +596,10 @@ impl RedisStore {
     /// index was deleted). Every write keeps it from then on. Running twice at once is harmless:
     /// each step is an idempotent script.
     async fn build_index(&self) -> Result<(), StoreError> {
-        let records: Vec<String> = self
-            .scan(&self.layout.connections())
-            .await?
-            .into_iter()
-            .filter(|key| self.layout.connection_of(key).is_some())
+        let keys = self.scan(&self.layout.connections()).await?;
+        let records: Vec<(&String, &str)> = keys
+            .iter()
+            .filter_map(|key| Some((key, self.layout.connection_of(key)?)))
             .collect();
         tracing::info!(
             records = records.len(),
@@ -610,8 +609,7 @@ impl RedisStore {
         let mut connection = self.connection().await?;
         for batch in records.chunks(500) {
             let mut pipe = redis::pipe();
-            for key in batch {
-                let name = self.layout.connection_of(key).unwrap_or_default();
+            for (key, name) in batch {
                 // EVAL, not EVALSHA: a pipeline has no fallback for a script the server lacks.
                 pipe.cmd("EVAL")
                     .arg(ADOPT)
