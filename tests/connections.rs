@@ -6,7 +6,10 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::*;
-use token_broker::http::routes::Route;
+use token_broker::{
+    base::store::{Expect, Store},
+    http::routes::Route,
+};
 use wiremock::{Mock, ResponseTemplate, matchers};
 
 async fn login_and_callback(h: &Harness, connection: &str) -> Reply {
@@ -86,20 +89,25 @@ async fn revoking_one_connection_leaves_the_other() {
     assert_eq!(token_for(&h, "lab-2").await.status, 200);
 }
 
-#[tokio::test]
-async fn verify_without_a_connection_lists_every_connection_without_token_values() {
-    let h = Harness::new().await;
+/// The default connection's state at the top, every connection's in the list, an unreadable
+/// record shown as such without hiding the others; no token value anywhere.
+async fn verify_lists_every_connection<S: Store>(h: Harness<S>) {
     h.seed(&tokens("access-default", "refresh-default", START + 100, START + 1000))
         .await;
     h.seed_connection("lab-1", &tokens("access-lab", "refresh-lab", START - 1, START + 5000))
         .await;
     h.seed_connection("lab-2", &tokens("access-old", "refresh-old", START - 10, START - 1))
         .await;
+    h.app
+        .store
+        .write(&h.app.keys.tokens("lab-3"), Expect::Any, b"\x00not a record", None)
+        .await
+        .unwrap();
 
     let reply = h.call(Route::VERIFY, "verify").await;
 
     // The status and top-level fields stay the default connection's, for existing monitors.
-    assert_eq!(reply.status, 200);
+    assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["status"], "valid");
     let listed = reply.json()["connections"].as_array().unwrap().clone();
     let summary: Vec<(String, String)> = listed
@@ -117,10 +125,39 @@ async fn verify_without_a_connection_lists_every_connection_without_token_values
             ("default".to_owned(), "valid".to_owned()),
             ("lab-1".to_owned(), "access_token_expired".to_owned()),
             ("lab-2".to_owned(), "refresh_token_expired".to_owned()),
+            ("lab-3".to_owned(), "store_unreadable".to_owned()),
         ]
     );
     assert_eq!(listed[1]["refresh_token_expires_in"], 5000);
     assert!(!reply.body.contains("access-") && !reply.body.contains("refresh-lab"));
+
+    // Without a default connection the top level says so, and the others are still listed.
+    h.app.store.delete(&h.tokens_key()).await.unwrap();
+    let reply = h.call(Route::VERIFY, "verify").await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["status"], "not_authorized");
+    assert_eq!(reply.json()["connections"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn verify_without_a_connection_lists_every_connection_on_redis() {
+    verify_lists_every_connection(Harness::new().await).await;
+}
+
+#[tokio::test]
+async fn verify_without_a_connection_lists_every_connection_on_a_redis_cluster() {
+    verify_lists_every_connection(Harness::cluster(&[]).await).await;
+}
+
+#[tokio::test]
+async fn verify_without_a_connection_lists_every_connection_on_dynamodb() {
+    verify_lists_every_connection(Harness::dynamodb(&[]).await).await;
+}
+
+#[cfg(feature = "local")]
+#[tokio::test]
+async fn verify_without_a_connection_lists_every_connection_on_the_embedded_store() {
+    verify_lists_every_connection(Harness::embedded(&[]).await).await;
 }
 
 #[tokio::test]

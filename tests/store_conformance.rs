@@ -333,6 +333,61 @@ async fn keys_lists_live_records_under_a_prefix(store: impl Store) {
     assert!(store.keys(&key("nothing-here")).await.unwrap().is_empty());
 }
 
+async fn records_lists_live_records_with_their_data(store: impl Store) {
+    let base = key("records");
+    store
+        .write(&format!("{base}:a"), Expect::Any, b"first", None)
+        .await
+        .unwrap();
+    store
+        .write(&format!("{base}:b"), Expect::Any, b"old", None)
+        .await
+        .unwrap();
+    store
+        .write(&format!("{base}:b"), Expect::Generation(1), &[0, 255, 10, 13], None)
+        .await
+        .unwrap();
+    store
+        .write(
+            &format!("{base}:gone"),
+            Expect::Any,
+            b"x",
+            Some(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+    store
+        .write(&format!("{base}:deleted"), Expect::Any, b"x", None)
+        .await
+        .unwrap();
+    store.delete(&format!("{base}:deleted")).await.unwrap();
+    store
+        .write(&format!("{base}-sibling"), Expect::Any, b"x", None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut records: Vec<(String, u64, Vec<u8>)> = store
+        .records(&format!("{base}:"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, record)| {
+            let record = record.unwrap();
+            (key, record.generation, record.data)
+        })
+        .collect();
+    records.sort();
+    assert_eq!(
+        records,
+        vec![
+            (format!("{base}:a"), 1, b"first".to_vec()),
+            (format!("{base}:b"), 2, vec![0, 255, 10, 13]),
+        ]
+    );
+    assert!(store.records(&key("nothing-here")).await.unwrap().is_empty());
+}
+
 fn redis() -> RedisStore {
     RedisStore::new(
         &Secret::new(common::redis_url()),
@@ -401,6 +456,7 @@ conformance!(
     an_expired_value_cannot_be_taken,
     delete_removes_and_reports_existence,
     keys_lists_live_records_under_a_prefix,
+    records_lists_live_records_with_their_data,
 );
 
 /// What only the embedded store promises: it is one process's file.

@@ -6,7 +6,7 @@ use thiserror::Error;
 
 use crate::base::{
     layout::Layout,
-    store::{Store, StoreError},
+    store::{Store, StoreError, Versioned},
 };
 
 pub const DEFAULT: &str = "default";
@@ -38,6 +38,23 @@ pub async fn list<S: Store>(store: &S, keys: &Layout) -> Result<Vec<String>, Sto
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// [`list`] with each connection's stored record, or why it cannot be read, sorted by name: what
+/// `/verify` shows, in as few round trips as the store can list them.
+pub async fn records<S: Store>(
+    store: &S,
+    keys: &Layout,
+) -> Result<Vec<(String, Result<Versioned, StoreError>)>, StoreError> {
+    let mut records: Vec<_> = store
+        .records(&keys.connections())
+        .await?
+        .into_iter()
+        .filter_map(|(key, record)| Some((keys.connection_of(&key)?.to_owned(), record)))
+        .filter(|(name, _)| validate(name).is_ok())
+        .collect();
+    records.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(records)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! A fake DynamoDB on loopback for the functions configured with `DYNAMODB_TABLE`: `GetItem`
-//! answers one fresh token record, `Query` lists it, anything else succeeds with `{}`. It answers
-//! in microseconds, so a cold start's figure is the broker's own work (its HTTP client, the
+//! answers one fresh token record, `Query` lists it (with its data if asked for), anything else
+//! succeeds with `{}`. It answers in microseconds, so a cold start's figure is the broker's own work (its HTTP client, the
 //! signing, the JSON) and not an emulator's or a network's. It counts the calls by action.
 
 use std::{
@@ -59,17 +59,30 @@ async fn handle(
         .map(str::to_owned)
         // Anything that is not an action shows by its method and path.
         .unwrap_or_else(|| format!("{} {}", request.method(), request.uri().path()));
-    let _ = request.into_body().collect().await;
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    // What a real table returns: the data only when the projection names it.
+    let with_data = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|call| Some(call.get("ProjectionExpression")?.as_str()?.contains("#d")))
+        .unwrap_or(true);
     *calls.lock().unwrap().entry(action.clone()).or_default() += 1;
     let key = || serde_json::json!({"pk": {"S": "bench"}, "sk": {"S": KEY}});
-    let answer = match action.as_str() {
-        "GetItem" => {
-            let mut item = key();
-            item["generation"] = serde_json::json!({"N": "1"});
+    let item = || {
+        let mut item = key();
+        item["generation"] = serde_json::json!({"N": "1"});
+        if with_data {
             item["data"] = serde_json::json!({"B": RECORD});
-            serde_json::json!({ "Item": item })
         }
-        "Query" => serde_json::json!({"Items": [{"sk": {"S": KEY}, "generation": {"N": "1"}}], "Count": 1}),
+        item
+    };
+    let answer = match action.as_str() {
+        "GetItem" => serde_json::json!({ "Item": item() }),
+        "Query" => serde_json::json!({"Items": [item()], "Count": 1}),
         _ => serde_json::json!({}),
     };
     Ok(Response::builder()

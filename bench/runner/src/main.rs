@@ -296,8 +296,8 @@ pub struct Results {
     pub cold_token_commands: Option<PerCall>,
     /// `/verify` and keep-alive over many connections (see `listing.rs`).
     pub listings: Vec<listing::Listing>,
-    /// DynamoDB calls of a cold `/token` on DynamoDB, by action.
-    pub dynamodb_cold_token_calls: BTreeMap<String, u64>,
+    /// DynamoDB calls of one cold start on DynamoDB, by function, then by action.
+    pub dynamodb_cold_calls: BTreeMap<String, BTreeMap<String, u64>>,
     /// Refresh-path latency with the provider's own time taken out.
     pub refresh: Vec<Duration>,
     pub refresh_commands: Option<PerCall>,
@@ -660,18 +660,23 @@ async fn run(args: &Args) -> Result<Results, String> {
         return Ok(results);
     }
 
-    // DynamoDB calls of one cold /token.
-    if let Some((spec, event)) = runs.iter().find(|(s, _)| s.label == "token-dynamodb") {
+    // DynamoDB calls of one cold /token and one cold /verify.
+    for name in ["token", "verify"] {
+        let label = format!("{name}-dynamodb");
+        let Some((spec, event)) = runs.iter().find(|(s, _)| s.label == label) else {
+            continue;
+        };
         let before = fake_dynamo.calls();
         let (running, call) = Running::start(spec, event).await?;
-        expect_ok(&call, "token on DynamoDB")?;
+        expect_ok(&call, &format!("{name} on DynamoDB"))?;
         running.stop().await;
-        results.dynamodb_cold_token_calls = fake_dynamo
+        let calls = fake_dynamo
             .calls()
             .into_iter()
             .map(|(action, n)| (action.clone(), n - before.get(&action).copied().unwrap_or(0)))
             .filter(|(_, n)| *n > 0)
             .collect();
+        results.dynamodb_cold_calls.insert(name.to_owned(), calls);
     }
 
     let token = runs.iter().find(|(s, _)| s.label == "token").cloned();

@@ -265,14 +265,14 @@ pub fn render(args: &Args, r: &Results) -> String {
         against_redis.baseline = format!("`{name}` on Redis");
         rows.push(against_redis);
     }
-    if !r.dynamodb_cold_token_calls.is_empty() {
-        let calls: Vec<String> = r
-            .dynamodb_cold_token_calls
-            .iter()
-            .map(|(action, n)| format!("{n} {action}"))
-            .collect();
-        let one_get = r.dynamodb_cold_token_calls.len() == 1 && r.dynamodb_cold_token_calls.get("GetItem") == Some(&1);
-        rows.push(row("DynamoDB calls of a cold `/token`", calls.join(", ")).target("1 GetItem", Some(one_get)));
+    // What each function needs: `token` one read, `verify` one listing with the records in it.
+    for (name, expected, target) in [("token", "GetItem", "1 GetItem"), ("verify", "Query", "1 Query")] {
+        let Some(made) = r.dynamodb_cold_calls.get(name) else {
+            continue;
+        };
+        let calls: Vec<String> = made.iter().map(|(action, n)| format!("{n} {action}")).collect();
+        let just_one = made.len() == 1 && made.get(expected) == Some(&1);
+        rows.push(row(format!("DynamoDB calls of a cold `/{name}`"), calls.join(", ")).target(target, Some(just_one)));
     }
 
     // Warm /token.

@@ -50,7 +50,9 @@
 //! 7. `delete`: `DeleteItem` returning the old item, to say whether a live one was there.
 //! 8. `keys(prefix)`: `Query` on the prefix's partition with `begins_with(sk, prefix)`, page by
 //!    page: no `Scan`, so listing a deployment's connections reads that deployment's own items
-//!    and nothing else in the table. Locks and expired items are left out.
+//!    and nothing else in the table. Locks and expired items are left out. `records(prefix)` is
+//!    the same `Query` with the data in its projection, so `/verify` reads every connection in
+//!    one call.
 //!
 //! # Failures
 //!
@@ -70,7 +72,7 @@ use reqwest::{Client, StatusCode, Url, header::HeaderMap};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Map, Value, json};
 
-use super::{Expect, Store, StoreError, Ttl, Versioned};
+use super::{Expect, Listed, Store, StoreError, Ttl, Versioned};
 use crate::base::{
     aws::{self, sigv4::Credentials},
     clock::{Clock, SystemClock, unix_millis},
@@ -516,19 +518,47 @@ impl Store for DynamoStore {
     }
 
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        self.query(prefix, false, |key, _| keys.push(key.to_owned())).await?;
+        Ok(keys)
+    }
+
+    /// One `Query` that returns the records themselves: one call however many there are (up
+    /// to a 1 MB page each).
+    async fn records(&self, prefix: &str) -> Result<Listed, StoreError> {
+        let mut records = Vec::new();
+        self.query(prefix, true, |key, item| match record(key, Some(item)) {
+            Ok(Some(found)) => records.push((key.to_owned(), Ok(found))),
+            Ok(None) => {}
+            Err(error) => records.push((key.to_owned(), Err(error))),
+        })
+        .await?;
+        Ok(records)
+    }
+}
+
+impl DynamoStore {
+    /// Step 8 of the module documentation: `each` sees every live record under `prefix`, with
+    /// its data only when `with_data`.
+    async fn query(
+        &self,
+        prefix: &str,
+        with_data: bool,
+        mut each: impl FnMut(&str, &Value) + Send,
+    ) -> Result<(), StoreError> {
         if !prefix.contains(':') {
             return Err(StoreError::Protocol(
                 "DynamoDB lists keys only under a prefix that names its partition (up to a ':')".into(),
             ));
         }
-        let mut keys = Vec::new();
+        let projection = if with_data { "#sk, #g, #e, #d" } else { "#sk, #g, #e" };
         let mut start: Option<Value> = None;
         loop {
             let mut query = with_placeholders(
                 json!({
                     "TableName": self.table(),
                     "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
-                    "ProjectionExpression": "#sk, #g, #e",
+                    "ProjectionExpression": projection,
                     "ConsistentRead": true,
                 }),
                 &[
@@ -541,23 +571,21 @@ impl Store for DynamoStore {
             }
             let page = self.call("Query", query).await.map_err(store_error)?;
             for item in page.get("Items").and_then(Value::as_array).into_iter().flatten() {
-                let Some(item) = item.as_object() else { continue };
-                if item.contains_key("generation")
-                    && live(item)
-                    && let Some(key) = item.get("sk").and_then(|sk| sk.get("S")?.as_str())
+                let Some(fields) = item.as_object() else { continue };
+                if fields.contains_key("generation")
+                    && live(fields)
+                    && let Some(key) = fields.get("sk").and_then(|sk| sk.get("S")?.as_str())
                 {
-                    keys.push(key.to_owned());
+                    each(key, item);
                 }
             }
             match page.get("LastEvaluatedKey") {
                 Some(next) if !next.is_null() => start = Some(next.clone()),
-                _ => return Ok(keys),
+                _ => return Ok(()),
             }
         }
     }
-}
 
-impl DynamoStore {
     /// Writes the record as the module documentation's steps 2 and 3 say.
     async fn update(&self, key: &str, expect: Expect, data: &[u8], ttl: Ttl) -> Result<Value, Failure> {
         let (generation, condition) = match expect {

@@ -156,7 +156,29 @@ pub trait Store: Send + Sync {
 
     /// Every live record key that starts with `prefix`, in no particular order.
     fn keys(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// [`Store::keys`] with each key's record, in no particular order: a record that vanished
+    /// since the listing is left out, and one that cannot be read is its own error, so one bad
+    /// record does not hide the others. Here it is the listing, then one read per key; a backend
+    /// that can list values in fewer round trips overrides this.
+    fn records(&self, prefix: &str) -> impl Future<Output = Result<Listed, StoreError>> + Send {
+        async move {
+            let mut records = Vec::new();
+            for key in self.keys(prefix).await? {
+                match self.load(&key).await {
+                    Ok(Some(record)) => records.push((key, Ok(record))),
+                    Ok(None) => {}
+                    Err(StoreError::Protocol(error)) => records.push((key, Err(StoreError::Protocol(error)))),
+                    Err(error) => return Err(error),
+                }
+            }
+            Ok(records)
+        }
+    }
 }
+
+/// What [`Store::records`] lists: each key with its record, or why that record cannot be read.
+pub type Listed = Vec<(String, Result<Versioned, StoreError>)>;
 
 /// The backend the configuration chose, decided once at start-up.
 #[derive(Clone)]
@@ -240,5 +262,9 @@ impl Store for AnyStore {
 
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         on_backend!(self, store => store.keys(prefix).await)
+    }
+
+    async fn records(&self, prefix: &str) -> Result<Listed, StoreError> {
+        on_backend!(self, store => store.records(prefix).await)
     }
 }

@@ -45,7 +45,7 @@ use redis::{
 
 use tokio::sync::OnceCell;
 
-use super::{Expect, Held, Lock, Store, StoreError, Ttl, Versioned};
+use super::{Expect, Held, Listed, Lock, Store, StoreError, Ttl, Versioned};
 use crate::base::{layout::Layout, secret::Secret, tls};
 
 /// KEYS[1] record, then KEYS[2] a lock to release once the write has an answer (when ARGV[4],
@@ -453,11 +453,7 @@ impl Store for RedisStore {
             .query_async(&mut connection)
             .await
             .map_err(|e| self.failed(e))?;
-        match (generation, data) {
-            (Some(generation), Some(data)) => Ok(Some(Versioned { generation, data })),
-            (None, None) => Ok(None),
-            _ => Err(StoreError::Protocol(format!("record {key} is incomplete"))),
-        }
+        versioned(key, generation, data)
     }
 
     async fn write(&self, key: &str, expect: Expect, data: &[u8], ttl: Ttl) -> Result<Option<u64>, StoreError> {
@@ -572,6 +568,39 @@ impl Store for RedisStore {
             }
         };
         Ok(names.iter().map(|name| self.layout.tokens(name)).collect())
+    }
+
+    /// The listing, then every record's `HMGET` in one pipeline: two round trips however many
+    /// records there are.
+    async fn records(&self, prefix: &str) -> Result<Listed, StoreError> {
+        let keys = self.keys(prefix).await?;
+        let mut connection = self.connection().await?;
+        let mut records = Vec::with_capacity(keys.len());
+        for batch in keys.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for key in batch {
+                pipe.cmd("HMGET").arg(key).arg("gen").arg("data");
+            }
+            let found: Vec<(Option<u64>, Option<Vec<u8>>)> =
+                pipe.query_async(&mut connection).await.map_err(|e| self.failed(e))?;
+            for (key, (generation, data)) in batch.iter().zip(found) {
+                match versioned(key, generation, data) {
+                    Ok(Some(record)) => records.push((key.clone(), Ok(record))),
+                    Ok(None) => {}
+                    Err(error) => records.push((key.clone(), Err(error))),
+                }
+            }
+        }
+        Ok(records)
+    }
+}
+
+/// A record from its two fields as `HMGET` answers them.
+fn versioned(key: &str, generation: Option<u64>, data: Option<Vec<u8>>) -> Result<Option<Versioned>, StoreError> {
+    match (generation, data) {
+        (Some(generation), Some(data)) => Ok(Some(Versioned { generation, data })),
+        (None, None) => Ok(None),
+        _ => Err(StoreError::Protocol(format!("record {key} is incomplete"))),
     }
 }
 
