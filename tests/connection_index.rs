@@ -210,3 +210,47 @@ async fn records_from_before_the_index_are_adopted_once() {
     expected.sort();
     assert_eq!(connection::list(&h.app.store, &h.app.keys).await.unwrap(), expected);
 }
+
+/// A record key that something other than the broker overwrote with another type: `/verify`
+/// lists it as unreadable, and every other connection as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_overwritten_with_another_type_is_listed_as_unreadable() {
+    let h = Harness::new().await;
+    for name in ["fine", "spoiled"] {
+        h.put_in(name, &fresh()).await;
+    }
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg(h.app.keys.tokens("spoiled"))
+        .arg("not a hash")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    let verify = h.call(Route::VERIFY, "verify").await;
+
+    let listed: Vec<(String, String)> = verify.json()["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["connection"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("fine".to_owned(), "valid".to_owned()),
+            ("spoiled".to_owned(), "store_error".to_owned()),
+        ],
+        "{}",
+        verify.body
+    );
+}

@@ -51,6 +51,12 @@ impl Layout {
         format!("{}{CONNECTIONS}{connection}{TOKENS}", self.prefix)
     }
 
+    /// What comes before and after the name in [`Layout::tokens`]: for a script that builds
+    /// the record keys of the names it finds.
+    pub fn tokens_around(&self) -> (String, &'static str) {
+        (self.connections(), TOKENS)
+    }
+
     /// The lock that lets one caller at a time refresh a connection.
     pub fn refresh_lock(&self, connection: &str) -> String {
         format!("{}{CONNECTIONS}{connection}{REFRESH_LOCK}", self.prefix)

@@ -140,6 +140,31 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now[1] * 1000 + math.flo
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 ";
 
+/// LIST, with each connection's record: KEYS[1] the connection index; ARGV[1] and ARGV[2] what
+/// comes before and after a name in its record's key. Returns name, generation and data for
+/// each (a record that is not a hash: name, nil, ""), or nil while the index has not been
+/// built. The record keys share the index's hash tag, so on a cluster they are on its node.
+const LIST_RECORDS: &str = r"
+if not redis.call('ZSCORE', KEYS[1], '') then
+  return false
+end
+local now = redis.call('TIME')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now[1] * 1000 + math.floor(now[2] / 1000)))
+local listed = {}
+for _, name in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if name ~= '' then
+    local found = redis.pcall('HMGET', ARGV[1] .. name .. ARGV[2], 'gen', 'data')
+    if found.err then
+      found = {false, ''}
+    end
+    table.insert(listed, name)
+    table.insert(listed, found[1])
+    table.insert(listed, found[2])
+  end
+end
+return listed
+";
+
 /// KEYS[1] record, KEYS[2] the connection index; ARGV[1] the connection. Building the index:
 /// adds the connection if its record exists (checked here, so that a connection revoked since the
 /// SCAN saw it stays out) with the record's own expiry. A name already there keeps its entry.
@@ -570,9 +595,19 @@ impl Store for RedisStore {
         Ok(names.iter().map(|name| self.layout.tokens(name)).collect())
     }
 
-    /// The listing, then every record's `HMGET` in one pipeline: two round trips however many
-    /// records there are.
+    /// The connection records in one round trip, from a script that reads the index and each
+    /// record; any other prefix is a SCAN, then one pipeline of reads.
     async fn records(&self, prefix: &str) -> Result<Listed, StoreError> {
+        if prefix == self.layout.connections() {
+            if let Some(listed) = self.indexed_records().await? {
+                return Ok(listed);
+            }
+            self.build_index().await?;
+            return self
+                .indexed_records()
+                .await?
+                .ok_or_else(|| StoreError::Unavailable("the connection index vanished while it was built".into()));
+        }
         let keys = self.keys(prefix).await?;
         let mut connection = self.connection().await?;
         let mut records = Vec::with_capacity(keys.len());
@@ -584,14 +619,19 @@ impl Store for RedisStore {
             let found: Vec<(Option<u64>, Option<Vec<u8>>)> =
                 pipe.query_async(&mut connection).await.map_err(|e| self.failed(e))?;
             for (key, (generation, data)) in batch.iter().zip(found) {
-                match versioned(key, generation, data) {
-                    Ok(Some(record)) => records.push((key.clone(), Ok(record))),
-                    Ok(None) => {}
-                    Err(error) => records.push((key.clone(), Err(error))),
-                }
+                push_found(&mut records, key.clone(), versioned(key, generation, data));
             }
         }
         Ok(records)
+    }
+}
+
+/// A listed record, unless it vanished since the listing.
+fn push_found(records: &mut Listed, key: String, found: Result<Option<Versioned>, StoreError>) {
+    match found {
+        Ok(Some(record)) => records.push((key, Ok(record))),
+        Ok(None) => {}
+        Err(error) => records.push((key, Err(error))),
     }
 }
 
@@ -618,6 +658,38 @@ impl RedisStore {
             .await
             .map_err(|e| self.failed(e))?;
         Ok(names.map(|names| names.into_iter().filter(|name| !name.is_empty()).collect()))
+    }
+
+    /// [`LIST_RECORDS`]: every indexed connection's record, or `None` if the index has not been
+    /// built.
+    async fn indexed_records(&self) -> Result<Option<Listed>, StoreError> {
+        let mut connection = self.connection().await?;
+        let (before, after) = self.layout.tokens_around();
+        // EVAL with the text, as in `indexed`: a cold start's `/verify` sends nothing before it.
+        let listed: Option<Vec<redis::Value>> = redis::cmd("EVAL")
+            .arg(LIST_RECORDS)
+            .arg(1)
+            .arg(self.layout.connection_index())
+            .arg(&before)
+            .arg(after)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let Some(listed) = listed else { return Ok(None) };
+        let unexpected = || StoreError::Protocol("the connection listing answered unexpectedly".into());
+        if listed.len() % 3 != 0 {
+            return Err(unexpected());
+        }
+        let mut records = Vec::with_capacity(listed.len() / 3);
+        for entry in listed.chunks(3) {
+            let name: String = redis::from_redis_value(entry[0].clone()).map_err(|_| unexpected())?;
+            let generation: Option<u64> = redis::from_redis_value(entry[1].clone()).map_err(|_| unexpected())?;
+            let data: Option<Vec<u8>> = redis::from_redis_value(entry[2].clone()).map_err(|_| unexpected())?;
+            let key = self.layout.tokens(&name);
+            let found = versioned(&key, generation, data);
+            push_found(&mut records, key, found);
+        }
+        Ok(Some(records))
     }
 
     /// Builds the connection index from the records a SCAN finds: once, when a deployment whose
