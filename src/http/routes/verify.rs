@@ -25,7 +25,7 @@ pub async fn verify<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response<B
         let (status, body) = health(app, &connection).await?;
         return Ok(response::json(status, &body));
     }
-    // Every connection's record in one listing (one round trip on DynamoDB, two on Redis), the
+    // Every connection's record in one listing (one round trip on DynamoDB and on Redis), the
     // asked-for one among them.
     let mut own = None;
     let mut all = Vec::new();
