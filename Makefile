@@ -9,9 +9,11 @@ ZIG_VERSION := 0.17.1
 SAM_CLI_VERSION := 1.170.0
 TOOLS := target/tools-venv
 TOOLS_BIN := $(abspath $(TOOLS))/bin
-FUNCTIONS := login callback token verify revoke keepalive
+FUNCTIONS := login callback token verify revoke import keepalive
+# The bench measures the functions that serve clients and monitors; import is an admin action.
+BENCH_FUNCTIONS := $(filter-out import,$(FUNCTIONS))
 
-.PHONY: help serve keepalive test lint fmt build tools deploy watch invoke bench fuzz clean
+.PHONY: help serve keepalive discover test lint fmt build tools deploy watch invoke bench fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -21,6 +23,9 @@ serve: ## Run the whole broker locally on 127.0.0.1:9000, configured from .env (
 
 keepalive: ## Run one keep-alive pass over the local store (or REDIS_URL) and print the report
 	cargo run --release --locked --features local --bin serve -- keepalive
+
+discover: ## Print the variables an OAuth/OIDC issuer's metadata gives, to pin (make discover ISSUER=https://...)
+	$(if $(ISSUER),ISSUER='$(ISSUER)') cargo run --release --locked --features local --bin serve -- discover
 
 test: ## Run every test against real stores (Redis, a Redis Cluster, a DynamoDB emulator; installed when missing) and fake providers
 	cargo fmt --all -- --check
@@ -71,7 +76,7 @@ BENCH_VARIANTS ?=
 # A git revision whose token to measure beside today's (BENCHMARKS.md).
 BENCH_AGAINST ?=
 bench: ## Benchmark the functions against a hello-world (BENCH=short: check that it runs; BENCH_VARIANTS=all: the alternatives too); see BENCHMARKS.md
-	BENCH=$(BENCH) BENCH_VARIANTS="$(BENCH_VARIANTS)" BENCH_AGAINST="$(BENCH_AGAINST)" FUNCTIONS="$(FUNCTIONS)" scripts/bench.sh
+	BENCH=$(BENCH) BENCH_VARIANTS="$(BENCH_VARIANTS)" BENCH_AGAINST="$(BENCH_AGAINST)" FUNCTIONS="$(BENCH_FUNCTIONS)" scripts/bench.sh
 
 FUZZ_SECONDS ?= 60
 fuzz: ## Fuzz the parsers with cargo-fuzz, FUZZ_SECONDS (default 60) per target; installs cargo-fuzz if missing

@@ -18,6 +18,7 @@ use lambda_http::{
 };
 use token_broker::{
     base::api_keys::ApiKeys,
+    base::presets::RefreshLifetime,
     base::record::{ConnectionRecord, Grant, TokenSet},
     base::sealing::{self, Sealer},
     base::secret::Secret,
@@ -362,10 +363,10 @@ fn store_grant(grant: Grant) {
         refresh_expires_at: NOW + DEFAULT_REFRESH_TTL,
         issued_at: NOW - 1800,
     };
-    let refreshed = refreshed_from.refreshed(grant.clone(), NOW, DEFAULT_REFRESH_TTL);
+    let refreshed = refreshed_from.refreshed(grant.clone(), NOW, RefreshLifetime::Fixed(DEFAULT_REFRESH_TTL));
     assert!(refreshed.access_valid_for(NOW) >= 1 && refreshed.refresh_valid_for(NOW) >= 1);
     check_round_trip(&ConnectionRecord::Active(refreshed));
-    if let Ok(tokens) = TokenSet::from_authorization(grant, NOW, DEFAULT_REFRESH_TTL) {
+    if let Ok(tokens) = TokenSet::from_authorization(grant, NOW, RefreshLifetime::Sliding(DEFAULT_REFRESH_TTL)) {
         assert!(tokens.access_lifetime() >= 1);
         check_round_trip(&ConnectionRecord::Active(tokens));
     }

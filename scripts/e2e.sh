@@ -181,13 +181,24 @@ pids+=($!)
 wait_listening "the provider (oidc-provider)" "$!" "$provider_port" 20
 say "provider listening at $PROVIDER_URL"
 
+# ---- discovery: what the provider's metadata gives ----------------------------------------
+discovered=$(cd "$work/broker" && env -i PATH="$PATH" HOME="$work" ISSUER="$PROVIDER_URL" "$serve" discover) ||
+  die "serve discover failed against $PROVIDER_URL"
+for expected in "ISSUER=$PROVIDER_URL" "AUTHORIZE_URL=$PROVIDER_URL/auth" "TOKEN_URL=$PROVIDER_URL/token" \
+  "REVOCATION_URL=$PROVIDER_URL/token/revocation" "PKCE=true" "REQUIRE_ISS=true"; do
+  grep -qxF "$expected" <<<"$discovered" || die "serve discover did not print $expected; it printed:
+$discovered"
+done
+say "discovery: serve discover read the endpoints from $PROVIDER_URL's metadata"
+
 # ---- the broker: a clean environment, run from an empty directory so no .env is read -------
+# Its endpoints come from the issuer's metadata (ISSUER, no URLs); the client authentication is
+# the one the client is registered with.
 (
   cd "$work/broker"
   exec env -i PATH="$PATH" HOME="$work" RUST_LOG=info RUST_BACKTRACE=1 \
     CLIENT_ID="$CLIENT_ID" CLIENT_SECRET="$CLIENT_SECRET" \
-    TOKEN_URL="$PROVIDER_URL/token" AUTHORIZE_URL="$PROVIDER_URL/auth" \
-    REVOCATION_URL="$PROVIDER_URL/token/revocation" TOKEN_AUTH_METHOD="$TOKEN_AUTH_METHOD" \
+    ISSUER="$PROVIDER_URL" TOKEN_AUTH_METHOD="$TOKEN_AUTH_METHOD" \
     SCOPES="$SCOPES" REDIRECT_URI="$redirect_uri" OAUTH_STATE="$OAUTH_STATE" API_KEY="$API_KEY" \
     BIND=127.0.0.1 PORT="$broker_port" DATA_DIR="$work/data" REFRESH_SKEW="$REFRESH_SKEW" \
     "$serve"

@@ -345,6 +345,33 @@ async fn every_error_each_route_answers_with_carries_the_security_headers() {
         &mut violations,
     );
 
+    // /import
+    for (label, answer) in [
+        ("provider invalid_grant", oauth_error(400, "invalid_grant")),
+        ("provider 503", ResponseTemplate::new(503)),
+        ("provider garbage", ResponseTemplate::new(200).set_body_string("nope")),
+        (
+            "provider grants",
+            ResponseTemplate::new(200).set_body_json(grant_body("a", "r")),
+        ),
+    ] {
+        let h = Harness::new().await;
+        provider_answers(&h.provider, answer).await;
+        record(
+            format!("/import, {label}"),
+            h.call(Route::IMPORT, "import").await,
+            &mut violations,
+        );
+    }
+    let h = Harness::new().await;
+    let mut bad = event_request("import");
+    *bad.body_mut() = lambda_http::Body::Text("{".into());
+    record(
+        "/import, bad body".into(),
+        h.call_request(Route::IMPORT, bad).await,
+        &mut violations,
+    );
+
     // /callback, as a browser (HTML) and as an API client (JSON)
     for (label, answer) in [
         ("provider invalid_grant", oauth_error(400, "invalid_grant")),

@@ -32,16 +32,11 @@ async fn missing_configuration_exits_2_and_names_every_variable() {
 
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for name in [
-        "CLIENT_ID",
-        "CLIENT_SECRET",
-        "TOKEN_URL",
-        "AUTHORIZE_URL",
-        "OAUTH_STATE",
-        "API_KEY",
-    ] {
+    for name in ["CLIENT_ID", "CLIENT_SECRET", "TOKEN_URL", "AUTHORIZE_URL", "API_KEY"] {
         assert!(stderr.contains(name), "{name} not named in: {stderr}");
     }
+    // A static state is optional now: without one, only /login's one-time states work.
+    assert!(!stderr.contains("OAUTH_STATE"), "{stderr}");
     assert!(stderr.contains(".env.example"), "{stderr}");
     assert!(
         !stderr.contains("panicked") && !stderr.contains("backtrace"),
@@ -383,4 +378,136 @@ async fn a_restart_after_kill_9_mid_refresh_refreshes_at_once() {
     );
     assert_eq!(refreshes().await, 2, "exactly one refresh after the restart");
     server.stop();
+}
+
+/// The `redirect_uri` of a login sent to `server` with `Host: host`.
+async fn local_redirect(server: &Server, host: &str) -> String {
+    let response = reqwest::Client::new()
+        .get(format!("{}/login", server.base))
+        .header("host", host)
+        .header("accept", "application/json")
+        .header("authorization", format!("Bearer {API_KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    let url = reqwest::Url::parse(body["authorization_url"].as_str().unwrap()).unwrap();
+    url.query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+#[tokio::test]
+async fn local_logins_follow_the_browsers_host_unless_public_url_pins_it() {
+    let provider = MockServer::start().await;
+    let dir = data_dir("host");
+    let port = free_port();
+    let mut env = local_env(&provider, port, &dir);
+
+    let server = Server::start(&dir, &env).await;
+    assert_eq!(
+        local_redirect(&server, &format!("localhost:{port}")).await,
+        format!("http://localhost:{port}/callback")
+    );
+    server.stop();
+
+    // Pinned, a forged Host cannot move the redirect to another origin.
+    env.push(("PUBLIC_URL".into(), "https://broker.example".into()));
+    let server = Server::start(&dir, &env).await;
+    for host in ["evil.example", &format!("localhost:{port}")] {
+        assert_eq!(
+            local_redirect(&server, host).await,
+            "https://broker.example/callback",
+            "{host}"
+        );
+    }
+    server.stop();
+}
+
+/// The variables of `local_env` with the endpoints left to discovery from `issuer`.
+fn discovering_env(provider: &MockServer, port: u16, dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = local_env(provider, port, dir)
+        .into_iter()
+        .filter(|(name, _)| name != "TOKEN_URL" && name != "AUTHORIZE_URL")
+        .collect();
+    env.push(("ISSUER".into(), provider.uri()));
+    env
+}
+
+fn metadata(issuer: &str) -> serde_json::Value {
+    serde_json::json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/oidc/auth"),
+        "token_endpoint": format!("{issuer}/oidc/token"),
+        "code_challenge_methods_supported": ["S256"],
+    })
+}
+
+#[tokio::test]
+async fn local_mode_discovers_its_endpoints_from_issuer_and_serve_discover_prints_them() {
+    let provider = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/.well-known/openid-configuration"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(metadata(&provider.uri())))
+        .mount(&provider)
+        .await;
+    let dir = data_dir("discover");
+    let port = free_port();
+    let env = discovering_env(&provider, port, &dir);
+
+    let output = serve_command(&dir, &env).arg("discover").output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        format!("TOKEN_URL={}/oidc/token", provider.uri()),
+        format!("AUTHORIZE_URL={}/oidc/auth", provider.uri()),
+        "TOKEN_AUTH_METHOD=client_secret_basic".to_owned(),
+        "PKCE=true".to_owned(),
+        "REQUIRE_ISS=false".to_owned(),
+    ] {
+        assert!(printed.lines().any(|l| l == line), "{line} missing from: {printed}");
+    }
+
+    let server = Server::start(&dir, &env).await;
+    let (status, login) = server.get("/login", true).await;
+    assert_eq!(status, 200, "{login}");
+    let url = login["authorization_url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{}/oidc/auth?", provider.uri())), "{url}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_mismatched_or_unreachable_issuer_stops_local_mode_before_it_opens_the_store() {
+    let provider = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/.well-known/openid-configuration"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(metadata("https://other.example")))
+        .mount(&provider)
+        .await;
+    let dir = data_dir("discover-mismatch");
+    let mut env = discovering_env(&provider, free_port(), &dir);
+    let store_dir = dir.join("store");
+    env.retain(|(name, _)| name != "DATA_DIR");
+    env.push(("DATA_DIR".into(), store_dir.display().to_string()));
+
+    let output = serve_command(&dir, &env).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("other.example") && stderr.contains("ISSUER"),
+        "{stderr}"
+    );
+    assert!(!store_dir.exists(), "the store was opened");
+
+    env.retain(|(name, _)| name != "ISSUER");
+    env.push(("ISSUER".into(), format!("http://127.0.0.1:{}", closed_port())));
+    let output = serve_command(&dir, &env).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("could not be fetched"));
 }

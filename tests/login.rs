@@ -248,3 +248,98 @@ async fn with_an_issuer_configured_the_callback_requires_a_matching_iss() {
         200
     );
 }
+
+/// The `redirect_uri` of a login started by `event` on a deployment with `overrides`.
+async fn redirect_of(overrides: &[(&str, &str)], event: &str) -> String {
+    let h = Harness::with(overrides).await;
+    let reply = h.call(Route::LOGIN, event).await;
+    assert_eq!(reply.status, 200, "{event}: {}", reply.body);
+    query_of(reply.json()["authorization_url"].as_str().unwrap())["redirect_uri"].clone()
+}
+
+#[tokio::test]
+async fn without_redirect_uri_the_callback_is_derived_from_api_gateways_domain_and_path() {
+    let unpinned = [("REDIRECT_URI", "")];
+    // The execute-api domain with the $default stage, which is not in the path.
+    assert_eq!(
+        redirect_of(&unpinned, "login-json").await,
+        "https://abc123.execute-api.eu-west-1.amazonaws.com/callback"
+    );
+    // A named stage is part of the path.
+    assert_eq!(
+        redirect_of(&unpinned, "login-json-stage").await,
+        "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/callback"
+    );
+    // A custom domain with its API mapping's base path.
+    assert_eq!(
+        redirect_of(&unpinned, "login-json-custom-domain").await,
+        "https://auth.example.com/broker/callback"
+    );
+}
+
+#[tokio::test]
+async fn a_pinned_redirect_uri_or_public_url_wins_over_the_request() {
+    assert_eq!(redirect_of(&[], "login-json-custom-domain").await, REDIRECT_URI);
+    let public = [("REDIRECT_URI", ""), ("PUBLIC_URL", "https://tokens.example.org/")];
+    assert_eq!(
+        redirect_of(&public, "login-json-custom-domain").await,
+        "https://tokens.example.org/callback"
+    );
+}
+
+#[tokio::test]
+async fn the_code_exchange_repeats_the_redirect_uri_its_login_sent() {
+    let h = Harness::with(&[("REDIRECT_URI", "")]).await;
+    provider_answers(
+        &h.provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("a", "r")),
+    )
+    .await;
+    let login = h.call(Route::LOGIN, "login-json-custom-domain").await;
+    let state = query_of(login.json()["authorization_url"].as_str().unwrap())["state"].clone();
+
+    // The browser comes back through the execute-api domain: the exchange still names the
+    // address the authorization request did, as RFC 6749 §4.1.3 requires.
+    let reply = h.call_request(Route::CALLBACK, callback_with(&state)).await;
+
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        h.token_requests().await[0]["redirect_uri"],
+        "https://auth.example.com/broker/callback"
+    );
+}
+
+#[tokio::test]
+async fn a_hand_built_login_exchanges_its_code_with_the_callbacks_own_address() {
+    let h = Harness::with(&[("REDIRECT_URI", "")]).await;
+    provider_answers(
+        &h.provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("a", "r")),
+    )
+    .await;
+
+    let reply = h.call(Route::CALLBACK, "callback").await;
+
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        h.token_requests().await[0]["redirect_uri"],
+        "https://abc123.execute-api.eu-west-1.amazonaws.com/callback"
+    );
+}
+
+#[tokio::test]
+async fn without_a_domain_or_host_the_login_says_to_set_public_url() {
+    let h = Harness::with(&[("REDIRECT_URI", "")]).await;
+    let mut request = event_request("login-json");
+    request.extensions_mut().clear();
+    request.headers_mut().remove("host");
+    let reply = h.call_request(Route::LOGIN, request).await;
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert_eq!(reply.error(), "redirect_uri_unknown");
+    assert!(
+        reply.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("PUBLIC_URL")
+    );
+}

@@ -755,6 +755,7 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
             code_verifier: Secret::new(verifiers[0].clone()),
             connection: "default".into(),
             issued_at: START,
+            redirect_uri: Some(REDIRECT_URI.into()),
         };
         let started = Started {
             authorization_url: format!(

@@ -10,22 +10,20 @@ use crate::base::{
     api_keys::{ApiKeys, parse_digest},
     aws,
     layout::Layout,
+    presets::{self, Preset},
     sealing::parse_key,
     secret::Secret,
     store::DynamoConfig,
 };
 
-/// How the broker authenticates to the provider's token endpoint (RFC 6749 §2.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenAuthMethod {
-    /// `client_id` and `client_secret` in the form body (Digi-Key's way).
-    ClientSecretPost,
-    /// HTTP Basic with the form-urlencoded client id and secret.
-    ClientSecretBasic,
-}
+pub use crate::base::presets::{RefreshLifetime, TokenAuthMethod};
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The `PROVIDER` preset the values below start from (`generic`: none).
+    pub provider: &'static str,
+    /// The provider's name as the login page shows it.
+    pub provider_title: String,
     pub client_id: String,
     pub client_secret: Secret,
     pub token_url: String,
@@ -34,23 +32,42 @@ pub struct Config {
     pub revocation_url: Option<String>,
     /// Space-separated scopes requested at login.
     pub scopes: Option<String>,
-    pub redirect_uri: String,
-    /// The shared state of hand-built authorization URLs; `None` when `ALLOW_STATIC_STATE=false`
-    /// leaves only the one-time states issued by `/login`.
+    /// How the scopes are joined on the wire (a comma for Zoho).
+    pub scope_separator: &'static str,
+    /// Added to every authorization request (`AUTHORIZE_PARAMS`, or the preset's).
+    pub authorize_params: Vec<(String, String)>,
+    /// Whether logins carry a PKCE challenge (RFC 7636).
+    pub pkce: bool,
+    /// Where `/callback` is: `REDIRECT_URI`, else `PUBLIC_URL` + `/callback`, else (`None`)
+    /// derived from each login's request.
+    pub redirect_uri: Option<String>,
+    /// The shared state of hand-built authorization URLs (`OAUTH_STATE`); `None` when it is not
+    /// set or `ALLOW_STATIC_STATE=false`, which leaves only the one-time states `/login` issues.
     pub oauth_state: Option<Secret>,
     /// How long a state issued by `/login` (and its PKCE verifier) stays redeemable.
     pub login_state_ttl: Duration,
-    /// The provider's issuer identifier; when set, `/callback` requires a matching `iss`
-    /// (RFC 9207), which defeats mix-up attacks.
+    /// The provider's issuer identifier; when set, `/callback` refuses an `iss` that does not
+    /// match it (RFC 9207), which defeats mix-up attacks.
     pub issuer: Option<String>,
+    /// Whether `/callback` also refuses a response without `iss` (`REQUIRE_ISS`, default true;
+    /// false for a server whose metadata does not promise one).
+    pub require_iss: bool,
     /// Every key clients may present (`API_KEY`, `API_KEYS`, `API_KEY_SHA256S`).
     pub api_keys: ApiKeys,
     /// Encryption at rest: the first key seals, all of them open. Empty: records are stored as is.
     pub encryption_keys: Vec<Secret>,
     pub store: StoreConfig,
     pub token_auth_method: TokenAuthMethod,
-    /// Lifetime assumed for a refresh token when the provider does not say.
-    pub refresh_token_ttl: Duration,
+    /// How long a refresh token lives when the provider does not say, and whether using it
+    /// extends that.
+    pub refresh_lifetime: RefreshLifetime,
+    /// The access token's lifetime when the provider's answer has no `expires_in`; `None`: such
+    /// an answer is refused.
+    pub default_expires_in: Option<i64>,
+    /// Error codes the provider uses for what RFC 6749 calls `invalid_grant`.
+    pub invalid_grant_codes: &'static [&'static str],
+    /// Whether the provider answers OAuth errors with HTTP 200 (GitHub, Zoho).
+    pub errors_with_200: bool,
     /// An access token with less than this left is refreshed before it is handed out.
     pub refresh_skew: Duration,
     /// Namespace for every store key, so several brokers can share one Redis.
@@ -92,8 +109,6 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
-const DEFAULT_REFRESH_TOKEN_TTL: u64 = 90 * 24 * 3600;
-
 impl Config {
     /// The store keys of this deployment.
     pub fn layout(&self) -> Layout {
@@ -115,11 +130,16 @@ impl Config {
             Some("false") => false,
             Some(_) => return Err(invalid("ALLOW_STATIC_STATE", "must be true or false")),
         };
+        let preset = match vars.optional("PROVIDER") {
+            None => &presets::GENERIC,
+            Some(name) => presets::find(&name)
+                .ok_or_else(|| invalid("PROVIDER", &format!("is not one of {}", presets::names().join(", "))))?,
+        };
         // Report every missing variable at once: fixing them one start-up at a time is tedious.
         let missing: Vec<&'static str> = REQUIRED
             .iter()
             .copied()
-            .filter(|name| *name != "OAUTH_STATE" || allow_static_state)
+            .filter(|name| !matches!(*name, "TOKEN_URL" | "AUTHORIZE_URL") || preset.token_url.is_empty())
             // Keys may come as a list or as digests instead.
             .filter(|name| {
                 *name != "API_KEY"
@@ -130,19 +150,34 @@ impl Config {
         if !missing.is_empty() {
             return Err(ConfigError::Missing(missing));
         }
-        let token_url = vars.required("TOKEN_URL")?;
-        check_url("TOKEN_URL", &token_url)?;
-        let authorize_url = vars.required("AUTHORIZE_URL")?;
-        check_url("AUTHORIZE_URL", &authorize_url)?;
-        let revocation_url = vars.optional("REVOCATION_URL");
-        if let Some(url) = &revocation_url {
-            check_url("REVOCATION_URL", url)?;
-        }
-        let redirect_uri = vars.required("REDIRECT_URI")?;
-        check_url("REDIRECT_URI", &redirect_uri)?;
+        let endpoint = |name: &'static str, template: &'static str| -> Result<Option<String>, ConfigError> {
+            let url = match vars.optional(name) {
+                Some(url) => url,
+                None if template.is_empty() => return Ok(None),
+                None => preset_url(&vars, preset, template)?,
+            };
+            check_url(name, &url)?;
+            Ok(Some(url))
+        };
+        let token_url = endpoint("TOKEN_URL", preset.token_url)?.ok_or(ConfigError::Missing(vec!["TOKEN_URL"]))?;
+        let authorize_url =
+            endpoint("AUTHORIZE_URL", preset.authorize_url)?.ok_or(ConfigError::Missing(vec!["AUTHORIZE_URL"]))?;
+        let revocation_url = endpoint("REVOCATION_URL", preset.revocation_url.unwrap_or_default())?;
+        let redirect_uri = match (vars.optional("REDIRECT_URI"), vars.optional("PUBLIC_URL")) {
+            (Some(uri), _) => {
+                check_url("REDIRECT_URI", &uri)?;
+                Some(uri)
+            }
+            (None, Some(public)) => {
+                check_url("PUBLIC_URL", &public)?;
+                Some(format!("{}/callback", public.trim_end_matches('/')))
+            }
+            (None, None) => None,
+        };
         let store = store(&vars)?;
         let token_auth_method = match vars.optional("TOKEN_AUTH_METHOD").as_deref() {
-            None | Some("client_secret_post") => TokenAuthMethod::ClientSecretPost,
+            None => preset.auth_method,
+            Some("client_secret_post") => TokenAuthMethod::ClientSecretPost,
             Some("client_secret_basic") => TokenAuthMethod::ClientSecretBasic,
             Some(_) => {
                 return Err(invalid(
@@ -162,26 +197,84 @@ impl Config {
                 "must not contain '{' or '}' with REDIS_CLUSTER=true",
             ));
         }
+        let provider_title = match vars.optional("PROVIDER_TITLE") {
+            Some(title) => title,
+            None if !preset.title.is_empty() => preset.title.to_owned(),
+            // The generic entry is known by its host.
+            None => reqwest::Url::parse(&authorize_url)
+                .ok()
+                .and_then(|url| url.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "the provider".to_owned()),
+        };
+        if provider_title.chars().count() > 64 || provider_title.chars().any(char::is_control) {
+            return Err(invalid("PROVIDER_TITLE", "must be at most 64 characters on one line"));
+        }
+        let refresh_seconds = vars
+            .seconds(
+                "REFRESH_TOKEN_TTL",
+                preset.refresh_lifetime.seconds() as u64,
+                60..=10 * 365 * 86400,
+            )?
+            .as_secs() as i64;
+        let refresh_lifetime = match vars.optional("REFRESH_TOKEN_LIFETIME").as_deref() {
+            None => match preset.refresh_lifetime {
+                RefreshLifetime::Fixed(_) => RefreshLifetime::Fixed(refresh_seconds),
+                RefreshLifetime::Sliding(_) => RefreshLifetime::Sliding(refresh_seconds),
+                RefreshLifetime::Idle(_) => RefreshLifetime::Idle(refresh_seconds),
+            },
+            Some("fixed") => RefreshLifetime::Fixed(refresh_seconds),
+            Some("sliding") => RefreshLifetime::Sliding(refresh_seconds),
+            Some("idle") => RefreshLifetime::Idle(refresh_seconds),
+            Some(_) => return Err(invalid("REFRESH_TOKEN_LIFETIME", "must be fixed, sliding or idle")),
+        };
+        let default_expires_in = match vars.optional("ACCESS_TOKEN_TTL") {
+            Some(_) => Some(vars.seconds("ACCESS_TOKEN_TTL", 0, 60..=86400)?.as_secs() as i64),
+            None => preset.default_expires_in,
+        };
         Ok(Self {
+            provider: preset.name,
+            provider_title,
+            scope_separator: preset.scope_separator,
+            authorize_params: match vars.optional("AUTHORIZE_PARAMS") {
+                Some(params) => authorize_params(&params)?,
+                None => preset
+                    .authorize_params
+                    .iter()
+                    .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                    .collect(),
+            },
+            pkce: match vars.optional("PKCE").as_deref() {
+                None => preset.pkce,
+                Some("true") => true,
+                Some("false") => false,
+                Some(_) => return Err(invalid("PKCE", "must be true or false")),
+            },
+            default_expires_in,
+            invalid_grant_codes: preset.invalid_grant_codes,
+            errors_with_200: preset.errors_with_200,
             client_id: vars.required("CLIENT_ID")?,
             client_secret: Secret::new(vars.required("CLIENT_SECRET")?),
             token_url,
             authorize_url,
             revocation_url,
-            scopes: vars.optional("SCOPES"),
+            scopes: vars.optional("SCOPES").or_else(|| preset.scopes.map(str::to_owned)),
             redirect_uri,
-            oauth_state: if allow_static_state {
-                Some(Secret::new(vars.required("OAUTH_STATE")?))
-            } else {
-                None
-            },
+            oauth_state: vars
+                .optional("OAUTH_STATE")
+                .filter(|_| allow_static_state)
+                .map(Secret::new),
             login_state_ttl: vars.seconds("LOGIN_STATE_TTL", 600, 60..=3600)?,
             issuer: vars.optional("ISSUER"),
+            require_iss: match vars.optional("REQUIRE_ISS").as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(_) => return Err(invalid("REQUIRE_ISS", "must be true or false")),
+            },
             api_keys: api_keys(&vars)?,
             encryption_keys: encryption_keys(&vars)?,
             store,
             token_auth_method,
-            refresh_token_ttl: vars.seconds("REFRESH_TOKEN_TTL", DEFAULT_REFRESH_TOKEN_TTL, 60..=10 * 365 * 86400)?,
+            refresh_lifetime,
             refresh_skew: vars.seconds("REFRESH_SKEW", 60, 0..=3600)?,
             key_prefix,
             provider_timeout: vars.seconds("PROVIDER_TIMEOUT", 10, 1..=120)?,
@@ -190,24 +283,88 @@ impl Config {
                 None => vars.seconds("REDIS_TIMEOUT", 2, 1..=60)?,
             },
             refresh_wait: vars.seconds("REFRESH_WAIT", 5, 0..=120)?,
-            keepalive_window: vars.seconds("KEEPALIVE_WINDOW", 7 * 86400, 0..=365 * 86400)?,
+            keepalive_window: vars.seconds("KEEPALIVE_WINDOW", preset.keepalive_window as u64, 0..=365 * 86400)?,
             keepalive_interval: vars.seconds("KEEPALIVE_INTERVAL", 3600, 0..=7 * 86400)?,
         })
     }
 }
 
-/// Variables without which no route can work (`OAUTH_STATE` only while the static state is
-/// allowed). `REDIS_URL` is not among them: without it, local mode uses its embedded store, and
-/// the Lambda functions refuse to start.
-pub const REQUIRED: [&str; 7] = [
-    "CLIENT_ID",
-    "CLIENT_SECRET",
-    "TOKEN_URL",
-    "AUTHORIZE_URL",
-    "REDIRECT_URI",
-    "OAUTH_STATE",
-    "API_KEY",
-];
+/// Variables without which no route can work (the two URLs only without a `PROVIDER` preset).
+/// `REDIS_URL` is not among them: without it, local mode uses its embedded store, and the Lambda
+/// functions refuse to start.
+pub const REQUIRED: [&str; 5] = ["CLIENT_ID", "CLIENT_SECRET", "TOKEN_URL", "AUTHORIZE_URL", "API_KEY"];
+
+/// One of `preset`'s endpoints with its `{tenant}` or `{region}` filled in, and its origin
+/// replaced by `PROVIDER_BASE_URL` when that is set (a path there is kept as a prefix).
+fn preset_url<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<'_, F>,
+    preset: &Preset,
+    template: &str,
+) -> Result<String, ConfigError> {
+    let mut url = template.to_owned();
+    if let Some(setting) = &preset.setting {
+        let value = vars
+            .optional(setting.variable)
+            .unwrap_or_else(|| setting.default.to_owned());
+        let filled = if setting.allowed.is_empty() {
+            let dns = value.len() <= 253
+                && value
+                    .split('.')
+                    .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            dns.then(|| value.clone())
+        } else {
+            setting
+                .allowed
+                .iter()
+                .find(|(name, _)| *name == value)
+                .map(|(_, filled)| (*filled).to_owned())
+        };
+        let Some(filled) = filled else {
+            let reason = if setting.allowed.is_empty() {
+                "must be a name or ID of letters, digits, '-' and '.'".to_owned()
+            } else {
+                let names: Vec<&str> = setting.allowed.iter().map(|(name, _)| *name).collect();
+                format!("must be one of {}", names.join(", "))
+            };
+            return Err(invalid(setting.variable, &reason));
+        };
+        url = url.replace(setting.placeholder, &filled);
+    }
+    let Some(base) = vars.optional("PROVIDER_BASE_URL") else {
+        return Ok(url);
+    };
+    check_url("PROVIDER_BASE_URL", &base)?;
+    let parsed = reqwest::Url::parse(&url).expect("preset URLs are valid");
+    let rest = &url[parsed.origin().ascii_serialization().len()..];
+    Ok(format!("{}{rest}", base.trim_end_matches('/')))
+}
+
+/// `AUTHORIZE_PARAMS`: `name=value` pairs joined by `&`, form-encoded as in a query string.
+fn authorize_params(raw: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    // These are the broker's own; letting a variable set them would undo PKCE or the state.
+    const OWN: [&str; 6] = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+    ];
+    let params: Vec<(String, String)> = form_urlencoded::parse(raw.as_bytes()).into_owned().collect();
+    if params.iter().any(|(name, _)| name.is_empty()) {
+        return Err(invalid("AUTHORIZE_PARAMS", "must be name=value pairs joined by '&'"));
+    }
+    if let Some((name, _)) = params
+        .iter()
+        .find(|(name, _)| OWN.contains(&name.as_str()) || name == "scope")
+    {
+        return Err(invalid(
+            "AUTHORIZE_PARAMS",
+            &format!("must not set {name}, which the broker sets (scopes come from SCOPES)"),
+        ));
+    }
+    Ok(params)
+}
 
 /// The one store the variables choose.
 fn store<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<StoreConfig, ConfigError> {
@@ -411,6 +568,225 @@ mod tests {
         Config::from_lookup(|name| vars.get(name).map(|v| v.to_string()))
     }
 
+    /// A deployment that names its provider and nothing else about it.
+    fn preset(name: &'static str) -> HashMap<&'static str, &'static str> {
+        let mut vars = base();
+        for name in ["TOKEN_URL", "AUTHORIZE_URL", "REDIRECT_URI", "OAUTH_STATE"] {
+            vars.remove(name);
+        }
+        vars.insert("PROVIDER", name);
+        vars
+    }
+
+    #[test]
+    fn every_preset_starts_with_only_the_client_and_the_key() {
+        for entry in presets::PRESETS {
+            let config = load(&preset(entry.name)).unwrap_or_else(|e| panic!("{}: {e}", entry.name));
+            assert_eq!(config.provider, entry.name);
+            assert_eq!(config.provider_title, entry.title);
+            for url in [
+                Some(&config.token_url),
+                Some(&config.authorize_url),
+                config.revocation_url.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                assert!(
+                    url.starts_with("https://") && !url.contains('{'),
+                    "{}: {url}",
+                    entry.name
+                );
+            }
+            assert_eq!(config.redirect_uri, None);
+            assert!(config.oauth_state.is_none());
+            assert_eq!(config.token_auth_method, entry.auth_method);
+            assert_eq!(config.refresh_lifetime, entry.refresh_lifetime);
+            assert_eq!(config.default_expires_in, entry.default_expires_in);
+            assert_eq!(
+                config.keepalive_window,
+                Duration::from_secs(entry.keepalive_window as u64)
+            );
+            // Keep-alive must get its chance before an idle token lapses.
+            assert!(
+                entry.keepalive_window < entry.refresh_lifetime.seconds() / 2,
+                "{}",
+                entry.name
+            );
+            assert!(entry.docs.starts_with("https://"), "{}", entry.name);
+        }
+        let hosts = |name| {
+            let config = load(&preset(name)).unwrap();
+            (config.authorize_url, config.token_url)
+        };
+        assert_eq!(
+            hosts("digikey-sandbox"),
+            (
+                "https://sandbox-api.digikey.com/v1/oauth2/authorize".to_owned(),
+                "https://sandbox-api.digikey.com/v1/oauth2/token".to_owned()
+            )
+        );
+        assert!(
+            hosts("salesforce-sandbox")
+                .1
+                .starts_with("https://test.salesforce.com/")
+        );
+        assert!(
+            hosts("microsoft")
+                .1
+                .starts_with("https://login.microsoftonline.com/common/")
+        );
+        assert!(hosts("zoho").1.starts_with("https://accounts.zoho.com/"));
+    }
+
+    #[test]
+    fn a_preset_setting_fills_its_urls_and_is_checked() {
+        let mut vars = preset("zoho");
+        vars.insert("PROVIDER_REGION", "ca");
+        assert_eq!(
+            load(&vars).unwrap().token_url,
+            "https://accounts.zohocloud.ca/oauth/v2/token"
+        );
+        vars.insert("PROVIDER_REGION", "mars");
+        let error = load(&vars).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ConfigError::Invalid {
+                    name: "PROVIDER_REGION",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("com, eu, in"), "{error}");
+
+        let mut vars = preset("microsoft");
+        vars.insert("PROVIDER_TENANT", "contoso.onmicrosoft.com");
+        assert_eq!(
+            load(&vars).unwrap().authorize_url,
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize"
+        );
+        for bad in ["../common", "a/b", "x?y=1", "a..b"] {
+            vars.insert("PROVIDER_TENANT", bad);
+            assert!(
+                matches!(
+                    load(&vars),
+                    Err(ConfigError::Invalid {
+                        name: "PROVIDER_TENANT",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn explicit_variables_override_the_preset() {
+        let mut vars = preset("xero");
+        vars.extend([
+            ("TOKEN_URL", "https://proxy.example/xero/token"),
+            ("TOKEN_AUTH_METHOD", "client_secret_post"),
+            ("SCOPES", "offline_access accounting.invoices"),
+            ("REFRESH_TOKEN_TTL", "86400"),
+            ("REFRESH_TOKEN_LIFETIME", "fixed"),
+            ("ACCESS_TOKEN_TTL", "600"),
+            ("KEEPALIVE_WINDOW", "3600"),
+            ("PKCE", "false"),
+            ("AUTHORIZE_PARAMS", "audience=https%3A%2F%2Fapi.example&prompt=login"),
+            ("PROVIDER_TITLE", "Xero (finance team)"),
+        ]);
+        let config = load(&vars).unwrap();
+        assert_eq!(config.token_url, "https://proxy.example/xero/token");
+        assert_eq!(
+            config.authorize_url,
+            "https://login.xero.com/identity/connect/authorize"
+        );
+        assert_eq!(config.token_auth_method, TokenAuthMethod::ClientSecretPost);
+        assert_eq!(config.scopes.as_deref(), Some("offline_access accounting.invoices"));
+        assert_eq!(config.refresh_lifetime, RefreshLifetime::Fixed(86400));
+        assert_eq!(config.default_expires_in, Some(600));
+        assert_eq!(config.keepalive_window, Duration::from_secs(3600));
+        assert!(!config.pkce);
+        assert_eq!(
+            config.authorize_params,
+            vec![
+                ("audience".to_owned(), "https://api.example".to_owned()),
+                ("prompt".to_owned(), "login".to_owned())
+            ]
+        );
+        assert_eq!(config.provider_title, "Xero (finance team)");
+    }
+
+    #[test]
+    fn provider_base_url_moves_every_endpoint_and_keeps_their_paths() {
+        let mut vars = preset("gitlab");
+        vars.insert("PROVIDER_BASE_URL", "https://git.example.com/gitlab/");
+        let config = load(&vars).unwrap();
+        assert_eq!(config.authorize_url, "https://git.example.com/gitlab/oauth/authorize");
+        assert_eq!(config.token_url, "https://git.example.com/gitlab/oauth/token");
+        assert_eq!(
+            config.revocation_url.as_deref(),
+            Some("https://git.example.com/gitlab/oauth/revoke")
+        );
+        vars.insert("PROVIDER_BASE_URL", "http://git.example.com");
+        assert!(matches!(
+            load(&vars),
+            Err(ConfigError::Invalid {
+                name: "PROVIDER_BASE_URL",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_unknown_provider_or_a_bad_provider_setting_is_named() {
+        let error = load(&preset("acme")).unwrap_err();
+        assert!(matches!(error, ConfigError::Invalid { name: "PROVIDER", .. }));
+        assert!(error.to_string().contains("digikey-sandbox"), "{error}");
+        for (name, value) in [
+            ("REFRESH_TOKEN_LIFETIME", "forever"),
+            ("PKCE", "yes"),
+            ("ACCESS_TOKEN_TTL", "5"),
+            ("AUTHORIZE_PARAMS", "state=fixed"),
+            ("AUTHORIZE_PARAMS", "scope=admin"),
+            ("AUTHORIZE_PARAMS", "=x"),
+            ("PROVIDER_TITLE", "two\nlines"),
+        ] {
+            let mut vars = preset("google");
+            vars.insert(name, value);
+            let error = load(&vars).unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::Invalid { name: named, .. } if *named == name),
+                "{name}={value}: {error}"
+            );
+        }
+        // Without a preset the endpoints are still required.
+        let mut vars = preset("generic");
+        vars.remove("PROVIDER");
+        assert_eq!(
+            load(&vars).unwrap_err(),
+            ConfigError::Missing(vec!["TOKEN_URL", "AUTHORIZE_URL"])
+        );
+    }
+
+    #[test]
+    fn the_generic_provider_is_known_by_its_host_and_public_url_pins_the_callback() {
+        let mut vars = base();
+        vars.remove("REDIRECT_URI");
+        vars.insert("PUBLIC_URL", "https://broker.example/tokens/");
+        let config = load(&vars).unwrap();
+        assert_eq!(config.provider, "generic");
+        assert_eq!(config.provider_title, "provider.example");
+        assert_eq!(
+            config.redirect_uri.as_deref(),
+            Some("https://broker.example/tokens/callback")
+        );
+        assert_eq!(config.default_expires_in, None);
+        assert_eq!(config.refresh_lifetime, RefreshLifetime::Fixed(90 * 86400));
+    }
+
     fn dynamodb() -> HashMap<&'static str, &'static str> {
         let mut vars = base();
         vars.remove("REDIS_URL");
@@ -496,7 +872,9 @@ mod tests {
     fn defaults_apply_when_optional_variables_are_unset() {
         let config = load(&base()).unwrap();
         assert_eq!(config.token_auth_method, TokenAuthMethod::ClientSecretPost);
-        assert_eq!(config.refresh_token_ttl, Duration::from_secs(7_776_000));
+        assert_eq!(config.refresh_lifetime, RefreshLifetime::Fixed(7_776_000));
+        assert_eq!(config.keepalive_window, Duration::from_secs(7 * 86400));
+        assert!(config.pkce);
         assert_eq!(config.refresh_skew, Duration::from_secs(60));
         assert_eq!(config.key_prefix, "token-broker");
     }
@@ -516,7 +894,11 @@ mod tests {
     fn the_static_state_can_be_switched_off() {
         let mut vars = base();
         vars.insert("ALLOW_STATIC_STATE", "false");
+        assert!(load(&vars).unwrap().oauth_state.is_none());
         vars.remove("OAUTH_STATE");
+        assert!(load(&vars).unwrap().oauth_state.is_none());
+        // Without OAUTH_STATE there is no static state to allow.
+        vars.remove("ALLOW_STATIC_STATE");
         assert!(load(&vars).unwrap().oauth_state.is_none());
         vars.insert("ALLOW_STATIC_STATE", "no");
         assert!(matches!(

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod layout;
 pub mod logging;
 pub mod metrics;
+pub mod presets;
 pub mod record;
 pub mod sealing;
 pub mod secret;

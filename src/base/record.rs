@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::base::secret::Secret;
+use crate::base::{presets::RefreshLifetime, secret::Secret};
 
 /// Bumped when the stored shape changes incompatibly; older records are then refused as
 /// unreadable instead of being misread.
@@ -42,10 +42,10 @@ pub struct NoRefreshToken;
 impl TokenSet {
     /// The pair from a code exchange. Without a refresh token the broker could serve the access
     /// token only until it expires, which is not what anyone deploys a broker for.
-    pub fn from_authorization(grant: Grant, now: i64, default_refresh_ttl: i64) -> Result<Self, NoRefreshToken> {
+    pub fn from_authorization(grant: Grant, now: i64, lifetime: RefreshLifetime) -> Result<Self, NoRefreshToken> {
         let refresh_token = grant.refresh_token.ok_or(NoRefreshToken)?;
         Ok(Self {
-            refresh_expires_at: now + grant.refresh_token_expires_in.unwrap_or(default_refresh_ttl),
+            refresh_expires_at: now + grant.refresh_token_expires_in.unwrap_or(lifetime.seconds()),
             refresh_token,
             access_token: grant.access_token,
             token_type: grant.token_type,
@@ -56,14 +56,14 @@ impl TokenSet {
     }
 
     /// The pair after a refresh. A provider that does not rotate refresh tokens sends none back:
-    /// the old one and its expiry stay (RFC 6749 §6). One that omits `scope` keeps the old scope
-    /// (RFC 6749 §5.1: unchanged scope may be omitted).
-    pub fn refreshed(&self, grant: Grant, now: i64, default_refresh_ttl: i64) -> Self {
+    /// the old one stays (RFC 6749 §6), and so does its deadline unless its lifetime slides with
+    /// use. One that omits `scope` keeps the old scope (RFC 6749 §5.1: unchanged scope may be
+    /// omitted).
+    pub fn refreshed(&self, grant: Grant, now: i64, lifetime: RefreshLifetime) -> Self {
+        let renewed = now + grant.refresh_token_expires_in.unwrap_or(lifetime.seconds());
         let (refresh_token, refresh_expires_at) = match grant.refresh_token {
-            Some(token) => (
-                token,
-                now + grant.refresh_token_expires_in.unwrap_or(default_refresh_ttl),
-            ),
+            Some(token) => (token, renewed),
+            None if lifetime.extends_on_use() => (self.refresh_token.clone(), renewed),
             None => (self.refresh_token.clone(), self.refresh_expires_at),
         };
         Self {
@@ -171,11 +171,12 @@ mod tests {
 
     #[test]
     fn authorization_uses_provider_refresh_lifetime_or_the_default() {
-        let set = TokenSet::from_authorization(grant(Some("r"), Some(1000)), 100, 50).unwrap();
+        let fixed = RefreshLifetime::Fixed(50);
+        let set = TokenSet::from_authorization(grant(Some("r"), Some(1000)), 100, fixed).unwrap();
         assert_eq!((set.access_expires_at, set.refresh_expires_at), (1900, 1100));
-        let set = TokenSet::from_authorization(grant(Some("r"), None), 100, 50).unwrap();
+        let set = TokenSet::from_authorization(grant(Some("r"), None), 100, fixed).unwrap();
         assert_eq!(set.refresh_expires_at, 150);
-        assert!(TokenSet::from_authorization(grant(None, None), 100, 50).is_err());
+        assert!(TokenSet::from_authorization(grant(None, None), 100, fixed).is_err());
     }
 
     #[test]
@@ -183,14 +184,32 @@ mod tests {
         let ConnectionRecord::Active(old) = active() else {
             unreachable!()
         };
-        let kept = old.refreshed(grant(None, None), 1000, 50);
+        let fixed = RefreshLifetime::Fixed(50);
+        let kept = old.refreshed(grant(None, None), 1000, fixed);
         assert_eq!(kept.refresh_token, old.refresh_token);
         assert_eq!(kept.refresh_expires_at, old.refresh_expires_at);
         assert_eq!(kept.scope.as_deref(), Some("read"));
         assert_eq!(kept.access_expires_at, 2800);
-        let rotated = old.refreshed(grant(Some("rt2"), None), 1000, 50);
+        let rotated = old.refreshed(grant(Some("rt2"), None), 1000, fixed);
         assert_eq!(rotated.refresh_token.expose(), "rt2");
         assert_eq!(rotated.refresh_expires_at, 1050);
+        // The provider's own figure wins over the assumed one.
+        let told = old.refreshed(grant(Some("rt3"), Some(400)), 1000, fixed);
+        assert_eq!(told.refresh_expires_at, 1400);
+    }
+
+    #[test]
+    fn a_sliding_or_idle_lifetime_restarts_with_every_refresh_even_without_rotation() {
+        let ConnectionRecord::Active(old) = active() else {
+            unreachable!()
+        };
+        for lifetime in [RefreshLifetime::Sliding(500), RefreshLifetime::Idle(500)] {
+            let kept = old.refreshed(grant(None, None), 1000, lifetime);
+            assert_eq!(kept.refresh_token, old.refresh_token);
+            assert_eq!(kept.refresh_expires_at, 1500, "{lifetime:?}");
+            let rotated = old.refreshed(grant(Some("rt2"), None), 2000, lifetime);
+            assert_eq!(rotated.refresh_expires_at, 2500, "{lifetime:?}");
+        }
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub enum BrokerError {
     /// paths that are.
     #[error("no such route")]
     NotFound { serves: Vec<&'static str> },
+    /// `/import`: the provider refused the refresh token it was given; nothing was stored.
+    #[error("imported refresh token refused: {error}")]
+    ImportRefused { error: String, description: Option<String> },
+    /// No `REDIRECT_URI` or `PUBLIC_URL`, and the request does not say where the broker is.
+    #[error("no redirect URI")]
+    NoRedirectUri,
     /// The protocol layer's failures: the provider, the store, a connection that needs a login.
     #[error(transparent)]
     Flow(FlowError),
@@ -186,6 +192,22 @@ impl BrokerError {
                     },
                 )
             },
+            Self::ImportRefused { error, description } => reply(
+                StatusCode::BAD_REQUEST,
+                error,
+                match description {
+                    Some(description) => {
+                        format!("the provider refused this refresh token ({description}); nothing was stored")
+                    }
+                    None => "the provider refused this refresh token; nothing was stored".to_owned(),
+                },
+            ),
+            Self::NoRedirectUri => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "redirect_uri_unknown",
+                "the request does not say which host the broker is served on; set REDIRECT_URI or PUBLIC_URL"
+                    .to_owned(),
+            ),
             Self::InvalidState => reply(
                 StatusCode::FORBIDDEN,
                 "invalid_state",

@@ -47,21 +47,22 @@ pub fn success(connection: &str, access_expires_in: i64, refresh_expires_in: i64
 
 /// The front door: the API key proves the person may connect the account; the form posts it, so
 /// it never appears in a URL.
-pub fn login_form(connection: &str, error: Option<&str>) -> String {
+pub fn login_form(provider: &str, connection: &str, error: Option<&str>) -> String {
     let error = error
         .map(|e| format!("<p class=\"fail\">{}</p>", escape(e)))
         .unwrap_or_default();
     page(
-        "Connect an account",
+        &format!("Connect an account at {}", escape(provider)),
         &format!(
-            "<h1>Connect an account</h1>\
-             <p>Enter the broker's API key. You will be sent to the provider to log in and allow \
+            "<h1>Connect an account at {provider}</h1>\
+             <p>Enter the broker's API key. You will be sent to {provider} to log in and allow \
              access; afterwards the broker holds the tokens for your scripts and services.</p>{error}\
              <form method=\"post\" action=\"login\">\
              <label for=\"api_key\">API key</label>\
              <input type=\"hidden\" name=\"connection\" value=\"{connection}\">\
              <input id=\"api_key\" name=\"api_key\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
-             <button type=\"submit\">Continue to the provider</button></form>",
+             <button type=\"submit\">Continue to {provider}</button></form>",
+            provider = escape(provider),
             connection = escape(connection),
         ),
     )
@@ -123,7 +124,9 @@ mod tests {
 
     #[test]
     fn login_form_posts_the_key_and_escapes_its_message() {
-        let page = login_form("lab-2", Some("<b>wrong</b>"));
+        let page = login_form("Digi-Key <sandbox>", "lab-2", Some("<b>wrong</b>"));
+        assert!(page.contains("<h1>Connect an account at Digi-Key &lt;sandbox&gt;</h1>"));
+        assert!(page.contains("Continue to Digi-Key &lt;sandbox&gt;</button>"));
         assert!(page.contains(r#"name="connection" value="lab-2""#));
         assert!(page.contains(r#"<form method="post" action="login">"#));
         assert!(page.contains(r#"name="api_key" type="password""#));

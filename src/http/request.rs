@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use lambda_http::{Request, http::header};
+use lambda_http::{Request, RequestExt, http::header, request::RequestContext};
 
 use crate::{
     base::{api_keys::ApiKeys, connection},
@@ -210,6 +210,47 @@ pub fn prefers_json(request: &Request) -> bool {
     };
     let json = quality("application/json");
     json > 0.0 && json > quality("text/html")
+}
+
+/// The URL of `/callback` for a login or callback that came in as `request`: `pinned`
+/// (`REDIRECT_URI`, or `PUBLIC_URL` + `/callback`) when the configuration has it; else the
+/// request's own origin and path with the last segment replaced, so a named stage or a custom
+/// domain's base path stays in it. On Lambda the origin is API Gateway's `domainName` (set by
+/// API Gateway, not by the client); in local mode it is the `Host` header, which is why a
+/// server others can reach should pin `PUBLIC_URL`.
+pub fn callback_url(pinned: Option<&str>, request: &Request) -> Result<String, BrokerError> {
+    if let Some(pinned) = pinned {
+        return Ok(pinned.to_owned());
+    }
+    let (origin, path) = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => {
+            let domain = context.domain_name.as_deref().filter(|d| plain_host(d));
+            (
+                domain.map(|d| format!("https://{d}")),
+                request.raw_http_path().to_owned(),
+            )
+        }
+        _ => {
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .filter(|h| plain_host(h));
+            (host.map(|h| format!("http://{h}")), request.uri().path().to_owned())
+        }
+    };
+    let origin = origin.ok_or(BrokerError::NoRedirectUri)?;
+    let prefix = path.rsplit_once('/').map_or("", |(prefix, _)| prefix);
+    Ok(format!("{origin}{prefix}/callback"))
+}
+
+/// A DNS name or IP address with an optional port: nothing that could end the origin early.
+fn plain_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 260
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 #[cfg(test)]

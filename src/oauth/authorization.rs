@@ -28,6 +28,10 @@ pub struct PendingLogin {
     pub code_verifier: Secret,
     pub connection: String,
     pub issued_at: i64,
+    /// The `redirect_uri` the authorization request carried, which the code exchange must
+    /// repeat (RFC 6749 §4.1.3). Absent in states issued before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
 }
 
 /// A login ready to send to the provider.
@@ -52,8 +56,9 @@ pub fn s256_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()))
 }
 
-/// Issues a state and verifier for `connection` and builds the authorization URL.
-pub async fn start<S: Store>(app: &App<S>, connection: &str) -> Result<Started, FlowError> {
+/// Issues a state and verifier for `connection` and builds the authorization URL, which sends
+/// the person back to `redirect_uri`.
+pub async fn start<S: Store>(app: &App<S>, connection: &str, redirect_uri: &str) -> Result<Started, FlowError> {
     let state = random_urlsafe(STATE_BYTES)?;
     let verifier = Secret::new(random_urlsafe(VERIFIER_BYTES)?);
     let now = app.clock.now();
@@ -62,6 +67,7 @@ pub async fn start<S: Store>(app: &App<S>, connection: &str) -> Result<Started, 
         code_verifier: verifier.clone(),
         connection: connection.to_owned(),
         issued_at: now,
+        redirect_uri: Some(redirect_uri.to_owned()),
     };
     let key = app.keys.login_state(&state);
     // The verifier is a secret too: sealed like the tokens when encryption is on.
@@ -70,25 +76,32 @@ pub async fn start<S: Store>(app: &App<S>, connection: &str) -> Result<Started, 
         serde_json::to_vec(&pending).expect("a pending login always serializes"),
     )?;
     app.store.write(&key, Expect::Any, &record, ttl(lifetime)).await?;
-    let mut url = reqwest::Url::parse(&app.config.authorize_url).expect("AUTHORIZE_URL was validated at start-up");
+    let config = &app.config;
+    let mut url = reqwest::Url::parse(&config.authorize_url).expect("AUTHORIZE_URL was validated at start-up");
     {
         let mut query = url.query_pairs_mut();
         query
             .append_pair("response_type", "code")
-            .append_pair("client_id", &app.config.client_id)
-            .append_pair("redirect_uri", &app.config.redirect_uri);
-        if let Some(scopes) = &app.config.scopes {
-            query.append_pair("scope", scopes);
+            .append_pair("client_id", &config.client_id)
+            .append_pair("redirect_uri", redirect_uri);
+        if let Some(scopes) = &config.scopes {
+            let scopes: Vec<&str> = scopes.split_ascii_whitespace().collect();
+            query.append_pair("scope", &scopes.join(config.scope_separator));
             // OpenID Connect Core §11: without prompt=consent a provider must drop
             // offline_access, and with it the refresh token the broker exists to hold.
-            if scopes.split(' ').any(|scope| scope == "offline_access") {
+            if scopes.contains(&"offline_access") && !config.authorize_params.iter().any(|(name, _)| name == "prompt") {
                 query.append_pair("prompt", "consent");
             }
         }
-        query
-            .append_pair("state", &state)
-            .append_pair("code_challenge", &s256_challenge(verifier.expose()))
-            .append_pair("code_challenge_method", "S256");
+        for (name, value) in &config.authorize_params {
+            query.append_pair(name, value);
+        }
+        query.append_pair("state", &state);
+        if config.pkce {
+            query
+                .append_pair("code_challenge", &s256_challenge(verifier.expose()))
+                .append_pair("code_challenge_method", "S256");
+        }
     }
     Ok(Started {
         authorization_url: url.into(),

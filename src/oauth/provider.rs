@@ -71,8 +71,20 @@ pub struct Provider {
     revocation_url: Option<String>,
     client_id: String,
     client_secret: Secret,
-    redirect_uri: String,
     auth_method: TokenAuthMethod,
+    quirks: Quirks,
+}
+
+/// How this provider's answers depart from RFC 6749, from its preset or the configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quirks {
+    /// The access token's lifetime when an answer has no `expires_in`.
+    pub default_expires_in: Option<i64>,
+    /// Error codes that mean `invalid_grant` (GitHub: `bad_refresh_token`).
+    pub invalid_grant_codes: &'static [&'static str],
+    /// The provider answers OAuth errors with HTTP 200 (GitHub, Zoho). From any other, a 200
+    /// without a token is a broken answer, not a refusal, and cannot end a connection.
+    pub errors_with_200: bool,
 }
 
 impl Provider {
@@ -84,8 +96,12 @@ impl Provider {
             revocation_url: config.revocation_url.clone(),
             client_id: config.client_id.clone(),
             client_secret: config.client_secret.clone(),
-            redirect_uri: config.redirect_uri.clone(),
             auth_method: config.token_auth_method,
+            quirks: Quirks {
+                default_expires_in: config.default_expires_in,
+                invalid_grant_codes: config.invalid_grant_codes,
+                errors_with_200: config.errors_with_200,
+            },
         }
     }
 
@@ -116,13 +132,19 @@ impl Provider {
     }
 
     /// Redeems an authorization code, with the PKCE verifier of the login that asked for it
-    /// (RFC 7636 §4.5). Never retried: codes are single-use, and some providers revoke everything
-    /// issued from a code that is presented twice (RFC 6749 §4.1.2).
-    pub async fn exchange_code(&self, code: &Secret, code_verifier: Option<&Secret>) -> Result<Grant, ProviderError> {
+    /// (RFC 7636 §4.5) and the redirect URI that login sent (§4.1.3 requires the same one).
+    /// Never retried: codes are single-use, and some providers revoke everything issued from a
+    /// code that is presented twice (RFC 6749 §4.1.2).
+    pub async fn exchange_code(
+        &self,
+        code: &Secret,
+        code_verifier: Option<&Secret>,
+        redirect_uri: &str,
+    ) -> Result<Grant, ProviderError> {
         let mut params = vec![
             ("grant_type", "authorization_code"),
             ("code", code.expose()),
-            ("redirect_uri", self.redirect_uri.as_str()),
+            ("redirect_uri", redirect_uri),
         ];
         if let Some(verifier) = code_verifier {
             params.push(("code_verifier", verifier.expose()));
@@ -133,7 +155,7 @@ impl Provider {
             code_verifier.map_or("", Secret::expose),
             self.client_secret.expose(),
         ];
-        parse_grant(answer.status, answer.retry_after, &answer.body, &sent)
+        parse_grant(answer.status, answer.retry_after, &answer.body, &sent, self.quirks)
     }
 
     /// RFC 6749 §6.
@@ -144,7 +166,7 @@ impl Provider {
         ];
         let answer = self.post(&self.token_url, &params).await?;
         let sent = [refresh_token.expose(), self.client_secret.expose()];
-        parse_grant(answer.status, answer.retry_after, &answer.body, &sent)
+        parse_grant(answer.status, answer.retry_after, &answer.body, &sent, self.quirks)
     }
 
     pub fn can_revoke(&self) -> bool {
@@ -164,7 +186,13 @@ impl Provider {
             return Ok(true);
         }
         let sent = [refresh_token.expose(), self.client_secret.expose()];
-        Err(failure(answer.status, answer.retry_after, &answer.body, &sent))
+        Err(failure(
+            answer.status,
+            answer.retry_after,
+            &answer.body,
+            &sent,
+            self.quirks,
+        ))
     }
 
     /// POSTs a form with the client's credentials to one of the provider's endpoints.
@@ -268,7 +296,7 @@ struct RawError {
 
 /// Parses a token endpoint answer. Public for the fuzz and unit tests: it must never panic.
 pub fn parse_response(status: StatusCode, retry_after: Option<u64>, body: &[u8]) -> Result<Grant, ProviderError> {
-    parse_grant(status, retry_after, body, &[])
+    parse_grant(status, retry_after, body, &[], Quirks::default())
 }
 
 /// `sent`: the secrets the request carried, which a provider's error text must not carry back
@@ -278,22 +306,31 @@ fn parse_grant(
     retry_after: Option<u64>,
     body: &[u8],
     sent: &[&str],
+    quirks: Quirks,
 ) -> Result<Grant, ProviderError> {
     if !status.is_success() {
-        return Err(failure(status, retry_after, body, sent));
+        return Err(failure(status, retry_after, body, sent, quirks));
     }
     let malformed = |detail: &str| ProviderError::Malformed {
         status: status.as_u16(),
         detail: detail.to_owned(),
     };
     let raw: RawGrant = serde_json::from_slice(body).map_err(|_| malformed("token response is not JSON"))?;
-    let access_token = raw
-        .access_token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| malformed("token response has no access_token"))?;
-    let expires_in = lifetime(raw.expires_in.as_ref())
-        .ok_or_else(|| malformed("token response has no valid expires_in"))?
-        .ok_or_else(|| malformed("token response has no expires_in"))?;
+    let Some(access_token) = raw.access_token.filter(|t| !t.is_empty()) else {
+        let refused = quirks
+            .errors_with_200
+            .then(|| refusal(status, body, sent, quirks))
+            .flatten();
+        return Err(refused.unwrap_or_else(|| malformed("token response has no access_token")));
+    };
+    let expires_in =
+        match lifetime(raw.expires_in.as_ref()).ok_or_else(|| malformed("token response has no valid expires_in"))? {
+            Some(seconds) => seconds,
+            // RFC 6749 §5.1 only recommends it; the provider documents a default instead.
+            None => quirks.default_expires_in.ok_or_else(|| {
+                malformed("token response has no expires_in (ACCESS_TOKEN_TTL sets the lifetime to assume)")
+            })?,
+        };
     let refresh_token_expires_in = lifetime(raw.refresh_token_expires_in.as_ref())
         .ok_or_else(|| malformed("refresh_token_expires_in is invalid"))?;
     Ok(Grant {
@@ -309,7 +346,7 @@ fn parse_grant(
 }
 
 /// What a non-2xx answer means.
-fn failure(status: StatusCode, retry_after: Option<u64>, body: &[u8], sent: &[&str]) -> ProviderError {
+fn failure(status: StatusCode, retry_after: Option<u64>, body: &[u8], sent: &[&str], quirks: Quirks) -> ProviderError {
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         return ProviderError::Unavailable {
             outage: Outage::Status(status.as_u16()),
@@ -318,18 +355,31 @@ fn failure(status: StatusCode, retry_after: Option<u64>, body: &[u8], sent: &[&s
     }
     // RFC 6749 §5.2 says 400 (or 401 for client authentication), but providers vary: take the
     // OAuth error from any answer that has one.
-    match serde_json::from_slice::<RawError>(body) {
-        Ok(raw) => ProviderError::Refused {
-            status: status.as_u16(),
-            // Scrubbed before shortening, so no prefix of a secret survives the cut.
-            error: printable(&scrub(&raw.error, sent), 64),
-            description: raw.error_description.map(|d| printable(&scrub(&d, sent), 256)),
-        },
-        Err(_) => ProviderError::Malformed {
-            status: status.as_u16(),
-            detail: format!("HTTP {} without an OAuth error body", status.as_u16()),
-        },
+    refusal(status, body, sent, quirks).unwrap_or_else(|| ProviderError::Malformed {
+        status: status.as_u16(),
+        detail: format!("HTTP {} without an OAuth error body", status.as_u16()),
+    })
+}
+
+/// The OAuth error in `body` (RFC 6749 §5.2), if it is one. A code the provider uses for a
+/// grant that is gone is reported as `invalid_grant`, with its own code in the description.
+fn refusal(status: StatusCode, body: &[u8], sent: &[&str], quirks: Quirks) -> Option<ProviderError> {
+    let raw = serde_json::from_slice::<RawError>(body).ok()?;
+    // Scrubbed before shortening, so no prefix of a secret survives the cut.
+    let mut error = printable(&scrub(&raw.error, sent), 64);
+    let mut description = raw.error_description.map(|d| printable(&scrub(&d, sent), 256));
+    if quirks.invalid_grant_codes.contains(&error.as_str()) {
+        description = Some(match description {
+            Some(text) => format!("{error}: {text}"),
+            None => error.clone(),
+        });
+        error = "invalid_grant".to_owned();
     }
+    Some(ProviderError::Refused {
+        status: status.as_u16(),
+        error,
+        description,
+    })
 }
 
 /// `None` when present but unusable; `Some(None)` when absent.
@@ -409,6 +459,55 @@ mod tests {
     }
 
     #[test]
+    fn a_documented_default_stands_in_for_a_missing_expires_in() {
+        let quirks = Quirks {
+            default_expires_in: Some(900),
+            ..Quirks::default()
+        };
+        let body = br#"{"access_token":"a","refresh_token":"r","instance_url":"https://x.my.salesforce.com"}"#;
+        let grant = parse_grant(StatusCode::OK, None, body, &[], quirks).unwrap();
+        assert_eq!(grant.expires_in, 900);
+        // A figure the provider does send still wins, and a bad one is still refused.
+        let body = br#"{"access_token":"a","expires_in":60}"#;
+        assert_eq!(
+            parse_grant(StatusCode::OK, None, body, &[], quirks).unwrap().expires_in,
+            60
+        );
+        let body = br#"{"access_token":"a","expires_in":-1}"#;
+        assert!(parse_grant(StatusCode::OK, None, body, &[], quirks).is_err());
+    }
+
+    #[test]
+    fn an_oauth_error_answered_with_200_is_a_refusal_where_the_provider_does_that() {
+        let quirks = Quirks {
+            invalid_grant_codes: &["bad_refresh_token"],
+            errors_with_200: true,
+            ..Quirks::default()
+        };
+        let body =
+            br#"{"error":"bad_refresh_token","error_description":"The refresh token passed is incorrect or expired."}"#;
+        let error = parse_grant(StatusCode::OK, None, body, &[], quirks).unwrap_err();
+        assert!(error.is_invalid_grant(), "{error:?}");
+        let ProviderError::Refused { description, .. } = error else {
+            unreachable!()
+        };
+        assert!(description.unwrap().starts_with("bad_refresh_token: "));
+        // From a provider that does not do this, it is a broken answer, which ends nothing.
+        let error = parse_response(StatusCode::OK, None, body).unwrap_err();
+        assert!(
+            matches!(error, ProviderError::Malformed { status: 200, .. }),
+            "{error:?}"
+        );
+        // A 400 with the provider's own code is a refusal, taken for invalid_grant only where
+        // the preset says so.
+        let error = parse_grant(StatusCode::BAD_REQUEST, None, body, &[], quirks).unwrap_err();
+        assert!(error.is_invalid_grant());
+        let error = parse_response(StatusCode::BAD_REQUEST, None, body).unwrap_err();
+        assert!(matches!(&error, ProviderError::Refused { error, .. } if error == "bad_refresh_token"));
+        assert!(!error.is_invalid_grant());
+    }
+
+    #[test]
     fn server_errors_and_rate_limits_are_unavailable() {
         let error = parse_response(StatusCode::TOO_MANY_REQUESTS, Some(30), b"slow down").unwrap_err();
         assert!(matches!(
@@ -425,7 +524,8 @@ mod tests {
     #[test]
     fn secrets_quoted_in_provider_errors_are_scrubbed() {
         let body = br#"{"error":"invalid_grant","error_description":"refresh token rt-SECRET-123 was used twice"}"#;
-        match parse_grant(StatusCode::BAD_REQUEST, None, body, &["rt-SECRET-123", "client-secret"]).unwrap_err() {
+        let sent = ["rt-SECRET-123", "client-secret"];
+        match parse_grant(StatusCode::BAD_REQUEST, None, body, &sent, Quirks::default()).unwrap_err() {
             ProviderError::Refused { description, .. } => {
                 assert_eq!(description.unwrap(), "refresh token [redacted] was used twice");
             }

@@ -229,7 +229,7 @@ async fn refresh_locked<S: Store>(
     let now = app.clock.now();
     match result {
         Ok(grant) => {
-            let next = tokens.refreshed(grant, now, app.config.refresh_token_ttl.as_secs() as i64);
+            let next = tokens.refreshed(grant, now, app.config.refresh_lifetime);
             store_refreshed(&attempt, &next).await?;
             app.metrics
                 .refresh_token_seconds_left(connection, next.refresh_valid_for(now));

@@ -31,8 +31,8 @@ pub fn run(route: Route<AnyStore>) -> Result<(), Error> {
 /// the stage, raw path and raw query, the Host and X-Forwarded-Proto headers or the request
 /// context's domain name, and decodes base64 bodies, with `unwrap` and `expect`. API Gateway can
 /// pass bytes through from any client, and a panic must not take an instance down. The broker's
-/// functions use neither the host nor the path (each serves one route); the query is only
-/// re-encoded, so the strict query parser still sees, and refuses, whatever was wrong with it.
+/// functions read the path and the domain name only to derive a redirect URI (each serves one
+/// route); the query is only re-encoded, so the strict query parser still sees, and refuses, whatever was wrong with it.
 /// Public for the tests and fuzz targets.
 pub fn sanitize(mut event: LambdaEvent<LambdaRequest>) -> LambdaEvent<LambdaRequest> {
     if let LambdaRequest::ApiGatewayV2(request) = &mut event.payload {
@@ -56,8 +56,17 @@ pub fn sanitize(mut event: LambdaEvent<LambdaRequest>) -> LambdaEvent<LambdaRequ
         {
             request.request_context.stage = Some("$default".to_owned());
         }
-        // Without a host, lambda_http builds a relative URI: nothing the broker reads is lost.
-        request.request_context.domain_name = None;
+        // API Gateway's own domain name is what a redirect URI is derived from; anything else
+        // there is dropped, and without a host lambda_http builds a relative URI.
+        if request.request_context.domain_name.as_deref().is_some_and(|domain| {
+            domain.is_empty()
+                || !domain.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                // What lambda_http parses with an unwrap: "999.1.1.1" is only digits and dots,
+                // and still no host.
+                || reqwest::Url::parse(&format!("https://{domain}/")).is_err()
+        }) {
+            request.request_context.domain_name = None;
+        }
         request.headers.remove("host");
         request.headers.remove("x-forwarded-proto");
         if request.is_base64_encoded

@@ -7,8 +7,10 @@
 //!
 //! `serve keepalive` runs one keep-alive pass instead, prints its report as JSON and exits: 0 when
 //! every connection is fine, 1 when one needs a person or failed (for cron and systemd timers).
+//! `serve discover` prints the variables `ISSUER`'s metadata gives, to pin for the Lambda
+//! functions, which never fetch it themselves.
 
-use std::{net::SocketAddr, process::ExitCode, sync::Arc};
+use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use thiserror::Error;
 
@@ -22,6 +24,7 @@ use crate::{
     http::routes::Route,
     oauth::{
         app::{App, on_lambda},
+        discovery::{self, DiscoveryError},
         keepalive,
     },
     serve::{InitError, http1, shared_store},
@@ -33,8 +36,10 @@ use crate::{
 enum LocalError {
     #[error("cannot read .env: {0}")]
     DotEnv(String),
-    #[error("unknown command {0:?}; usage: serve [keepalive]")]
+    #[error("unknown command {0:?}; usage: serve [keepalive | discover]")]
     Usage(String),
+    #[error("discovery from ISSUER failed: {0}")]
+    Discovery(DiscoveryError),
     #[error("{0} is invalid: {1:?} is not {2}")]
     Address(&'static str, String, &'static str),
     #[error(
@@ -63,7 +68,7 @@ enum LocalError {
 impl LocalError {
     fn exit_code(&self) -> u8 {
         match self {
-            Self::DotEnv(_) | Self::Usage(_) | Self::Address(..) | Self::Config(_) => 2,
+            Self::DotEnv(_) | Self::Usage(_) | Self::Address(..) | Self::Config(_) | Self::Discovery(_) => 2,
             Self::Init(InitError::EmbeddedStoreOnLambda) => 2,
             _ => 1,
         }
@@ -91,36 +96,76 @@ fn start() -> Result<(), LocalError> {
     }
     // Logs go to stderr: stdout carries the banner and the keep-alive report.
     logging::init_with_writer(std::io::stderr());
-    let once = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("keepalive") => true,
+    let command = match std::env::args().nth(1).as_deref() {
+        None => Command::Serve,
+        Some("keepalive") => Command::Keepalive,
+        Some("discover") => Command::Discover,
         Some(other) => return Err(LocalError::Usage(other.to_owned())),
     };
-    let address = listen_address()?;
-    // Local mode knows its own callback URL; a provider that needs https or another host is
-    // configured with REDIRECT_URI explicitly.
-    let default_redirect = format!("http://localhost:{}/callback", address.port());
-    let config = Config::from_lookup(|name| {
-        std::env::var(name)
-            .ok()
-            .or_else(|| (name == "REDIRECT_URI").then(|| default_redirect.clone()))
-    })
-    .map_err(LocalError::Config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(LocalError::Runtime)?;
+    // Started with ISSUER but no endpoints, local mode reads them from the issuer's metadata
+    // once, before anything else; what the environment sets still wins.
+    let issuer = std::env::var("ISSUER").ok().filter(|v| !v.trim().is_empty());
+    let discovering = command == Command::Discover
+        || issuer.is_some()
+            && ["TOKEN_URL", "AUTHORIZE_URL", "PROVIDER"]
+                .iter()
+                .all(|name| std::env::var(name).map_or(true, |v| v.trim().is_empty()));
+    let discovered = match (&issuer, discovering) {
+        (Some(issuer), true) => runtime
+            .block_on(discovery::discover(issuer.trim(), Duration::from_secs(10)))
+            .map_err(LocalError::Discovery)?
+            .settings(),
+        (None, true) => return Err(LocalError::Config(ConfigError::Missing(vec!["ISSUER"]))),
+        (_, false) => Vec::new(),
+    };
+    if command == Command::Discover {
+        println!(
+            "# From the metadata of {}: pin these in .env or the stack's parameters.",
+            issuer.unwrap_or_default()
+        );
+        for (name, value) in &discovered {
+            println!("{name}={value}");
+        }
+        return Ok(());
+    }
+    let address = listen_address()?;
+    // Without REDIRECT_URI or PUBLIC_URL, each login's callback URL follows the Host its browser
+    // used (http://localhost:<port>/callback for one on this machine).
+    let config = Config::from_lookup(|name| {
+        std::env::var(name).ok().or_else(|| {
+            discovered
+                .iter()
+                .find(|(variable, _)| *variable == name)
+                .map(|(_, value)| value.clone())
+        })
+    })
+    .map_err(LocalError::Config)?;
     // The Redis client needs a running runtime to set up its connection task.
     runtime.block_on(async move {
         let store = open_store(&config).await?;
         let description = describe_store(&config.store);
         let app = Arc::new(App::new(config, store, Arc::new(SystemClock)));
-        if once {
+        if command == Command::Keepalive {
             keepalive_once(&app).await
         } else {
             serve(app, address, &description).await
         }
     })
+}
+
+/// What `serve` was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// Every route, until stopped.
+    Serve,
+    /// One keep-alive pass, its report on stdout.
+    Keepalive,
+    /// The variables an `ISSUER`'s metadata gives, on stdout.
+    Discover,
 }
 
 async fn open_store(config: &Config) -> Result<AnyStore, LocalError> {
@@ -233,14 +278,22 @@ fn banner(config: &Config, address: SocketAddr, store: &str) -> String {
             "/token" => "clients fetch an access token (API key required)",
             "/verify" => "monitoring: 200 / 202 / 404 (API key required)",
             "/revoke" => "POST: revoke the tokens and forget them (API key required)",
+            "/import" => "POST {\"refresh_token\": ...}: take over an existing grant (API key required)",
             _ => "",
         };
         lines.push(format!("  {base}{:<10} {what}", route.path()));
     }
-    lines.push(format!(
-        "redirect URI to register at the provider: {}",
-        config.redirect_uri
-    ));
+    // Unpinned, it follows the Host a browser uses; this is what one on this machine sends.
+    let redirect_uri = config.redirect_uri.clone().unwrap_or_else(|| {
+        format!(
+            "http://localhost:{}/callback (as a browser at http://localhost:{}/login sends it; \
+             set PUBLIC_URL if browsers reach the broker at another address)",
+            address.port(),
+            address.port()
+        )
+    });
+    lines.push(format!("provider: {}", config.provider_title));
+    lines.push(format!("redirect URI to register at the provider: {redirect_uri}"));
     lines.push(format!("store: {store}"));
     lines.join("\n")
 }

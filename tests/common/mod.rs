@@ -167,6 +167,33 @@ impl Harness<DynamoStore> {
     }
 }
 
+impl Harness<RedisStore> {
+    /// A deployment configured by `PROVIDER=preset` with only the client's id and secret and the
+    /// API key, its endpoints moved to the fake provider by `PROVIDER_BASE_URL`.
+    pub async fn preset(preset: &str, overrides: &[(&str, &str)]) -> Self {
+        let provider = MockServer::start().await;
+        let mut vars = base_vars(&provider, &redis_url(), overrides);
+        for name in [
+            "TOKEN_URL",
+            "AUTHORIZE_URL",
+            "REVOCATION_URL",
+            "SCOPES",
+            "REDIRECT_URI",
+            "OAUTH_STATE",
+        ] {
+            vars.remove(name);
+        }
+        vars.insert("PROVIDER".into(), preset.into());
+        vars.insert("PROVIDER_BASE_URL".into(), provider.uri());
+        for (name, value) in overrides {
+            vars.insert((*name).to_owned(), (*value).to_owned());
+        }
+        let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test configuration is valid");
+        let store = RedisStore::new(&Secret::new(redis_url()), false, config.store_timeout, config.layout()).unwrap();
+        Self::assemble(config, store, provider)
+    }
+}
+
 #[cfg(feature = "local")]
 impl Harness<token_broker::base::store::EmbeddedStore> {
     /// The same set-up on local mode's embedded store.

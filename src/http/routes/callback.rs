@@ -19,7 +19,7 @@ use crate::{
 };
 
 pub async fn callback<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response<Body>, BrokerError> {
-    let (connection, tokens) = authorize(app, &call.query).await?;
+    let (connection, tokens) = authorize(app, &call).await?;
     let now = app.clock.now();
     let (access, refresh) = (tokens.access_valid_for(now), tokens.refresh_valid_for(now));
     app.metrics.authorized(&connection, refresh);
@@ -45,7 +45,8 @@ pub async fn callback<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response
     })
 }
 
-async fn authorize<S: Store>(app: &App<S>, query: &request::Query) -> Result<(String, TokenSet), BrokerError> {
+async fn authorize<S: Store>(app: &App<S>, call: &Call<'_>) -> Result<(String, TokenSet), BrokerError> {
+    let query = &call.query;
     let state = match query.get("state") {
         Some(state) => check_state(app, state).await?,
         None => State::Invalid,
@@ -59,12 +60,14 @@ async fn authorize<S: Store>(app: &App<S>, query: &request::Query) -> Result<(St
     }
     query.require("state")?;
     let code = Secret::new(query.require("code")?);
-    if let Some(issuer) = &app.config.issuer
-        && query.get("iss") != Some(issuer.as_str())
-    {
-        return Err(BrokerError::InvalidIssuer);
+    if let Some(issuer) = &app.config.issuer {
+        match query.get("iss") {
+            Some(iss) if iss == issuer => {}
+            None if !app.config.require_iss => {}
+            _ => return Err(BrokerError::InvalidIssuer),
+        }
     }
-    let (verifier, connection) = match state {
+    let (verifier, connection, redirect_uri) = match state {
         State::Invalid => return Err(BrokerError::InvalidState),
         State::Static => {
             // Codes are single-use: make sure the store can take the result before spending one.
@@ -74,19 +77,27 @@ async fn authorize<S: Store>(app: &App<S>, query: &request::Query) -> Result<(St
             {
                 return Err(error.into());
             }
-            (None, connection::DEFAULT.to_owned())
+            (None, connection::DEFAULT.to_owned(), None)
         }
-        State::OneTime(pending) => (Some(pending.code_verifier), pending.connection),
+        State::OneTime(pending) => (Some(pending.code_verifier), pending.connection, pending.redirect_uri),
     };
-    let grant = app.provider.exchange_code(&code, verifier.as_ref()).await?;
+    // The one the login sent; else (a hand-built URL) this very request's own address.
+    let redirect_uri = match redirect_uri {
+        Some(uri) => uri,
+        None => request::callback_url(app.config.redirect_uri.as_deref(), call.request)?,
+    };
+    let verifier = verifier.filter(|_| app.config.pkce);
+    let grant = app
+        .provider
+        .exchange_code(&code, verifier.as_ref(), &redirect_uri)
+        .await?;
     let now = app.clock.now();
-    let tokens =
-        TokenSet::from_authorization(grant, now, app.config.refresh_token_ttl.as_secs() as i64).map_err(|e| {
-            BrokerError::from(ProviderError::Malformed {
-                status: 200,
-                detail: e.to_string(),
-            })
-        })?;
+    let tokens = TokenSet::from_authorization(grant, now, app.config.refresh_lifetime).map_err(|e| {
+        BrokerError::from(ProviderError::Malformed {
+            status: 200,
+            detail: e.to_string(),
+        })
+    })?;
     // A fresh authorization replaces whatever was there, including a re-authorization mark.
     let key = app.keys.tokens(&connection);
     let record = app.seal_record(&key, &ConnectionRecord::Active(tokens.clone()))?;

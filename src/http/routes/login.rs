@@ -19,7 +19,7 @@ use crate::{
 pub async fn login<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response<Body>, BrokerError> {
     let connection = request::connection(&call.query);
     if call.request.method() == "POST" {
-        return Ok(submitted(app, connection, call.keyed).await);
+        return Ok(submitted(app, connection, &call).await);
     }
     if !call.keyed {
         return Ok(match connection {
@@ -28,7 +28,8 @@ pub async fn login<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response<Bo
         });
     }
     let connection = connection?;
-    let started = authorization::start(app, &connection).await?;
+    let redirect_uri = request::callback_url(app.config.redirect_uri.as_deref(), call.request)?;
+    let started = authorization::start(app, &connection, &redirect_uri).await?;
     tracing::info!(connection, expires_at = started.expires_at, "login started");
     Ok(response::json(
         StatusCode::OK,
@@ -40,12 +41,12 @@ pub async fn login<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response<Bo
 }
 
 /// The form came back: on to the provider if it carried a valid key, else the form again.
-async fn submitted<S: Store>(app: &App<S>, connection: Result<String, BrokerError>, keyed: bool) -> Response<Body> {
+async fn submitted<S: Store>(app: &App<S>, connection: Result<String, BrokerError>, call: &Call<'_>) -> Response<Body> {
     let connection = match connection {
         Ok(connection) => connection,
         Err(error) => return error.into_html(),
     };
-    if !keyed {
+    if !call.keyed {
         tracing::info!(status = 401, "login refused: wrong API key");
         return form(
             app,
@@ -54,7 +55,11 @@ async fn submitted<S: Store>(app: &App<S>, connection: Result<String, BrokerErro
             Some("That API key is not valid."),
         );
     }
-    match authorization::start(app, &connection).await {
+    let redirect_uri = match request::callback_url(app.config.redirect_uri.as_deref(), call.request) {
+        Ok(uri) => uri,
+        Err(error) => return error.into_html(),
+    };
+    match authorization::start(app, &connection, &redirect_uri).await {
         Ok(started) => {
             tracing::info!(connection, expires_at = started.expires_at, "login started");
             response::redirect(&started.authorization_url)
@@ -64,7 +69,11 @@ async fn submitted<S: Store>(app: &App<S>, connection: Result<String, BrokerErro
 }
 
 fn form<S>(app: &App<S>, status: StatusCode, connection: &str, error: Option<&str>) -> Response<Body> {
-    response::html_with_form_target(status, pages::login_form(connection, error), &authorize_origin(app))
+    response::html_with_form_target(
+        status,
+        pages::login_form(&app.config.provider_title, connection, error),
+        &authorize_origin(app),
+    )
 }
 
 /// Where the form's redirect goes: the provider's origin, which the page's policy must allow.

@@ -5,6 +5,7 @@
 //! where that ends, with a [`Call`].
 
 pub mod callback;
+pub mod import;
 pub mod login;
 pub mod revoke;
 pub mod token;
@@ -79,6 +80,7 @@ impl<S: Store> Route<S> {
     pub const TOKEN: Self =    Self::row("/token",    "GET",       Access::Key,       Errors::Json, |a, c| Box::pin(token::token(a, c)));
     pub const VERIFY: Self =   Self::row("/verify",   "GET",       Access::Key,       Errors::Json, |a, c| Box::pin(verify::verify(a, c)));
     pub const REVOKE: Self =   Self::row("/revoke",   "POST",      Access::Key,       Errors::Json, |a, c| Box::pin(revoke::revoke(a, c)));
+    pub const IMPORT: Self =   Self::row("/import",   "POST",      Access::Key,       Errors::Json, |a, c| Box::pin(import::import(a, c)));
 }
 
 impl<S: Store> Route<S> {
@@ -99,7 +101,14 @@ impl<S: Store> Route<S> {
     }
 
     /// Every route, in the order the banner and the not-found answer list them.
-    pub const ALL: [Self; 5] = [Self::LOGIN, Self::CALLBACK, Self::TOKEN, Self::VERIFY, Self::REVOKE];
+    pub const ALL: [Self; 6] = [
+        Self::LOGIN,
+        Self::CALLBACK,
+        Self::TOKEN,
+        Self::VERIFY,
+        Self::REVOKE,
+        Self::IMPORT,
+    ];
 
     pub fn from_path(path: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|route| route.path == path)
