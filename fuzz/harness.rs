@@ -166,7 +166,7 @@ pub fn check_request(request: &Request) {
         render(error, json);
     }
     match request::authenticate(request, &query, &keys) {
-        Ok(()) => assert!(has_key, "authenticated without an API key header"),
+        Ok(_) => assert!(has_key, "authenticated without an API key header"),
         Err(error) => render(error, json),
     }
     match Query::parse_form(request) {

@@ -511,3 +511,39 @@ async fn a_mismatched_or_unreachable_issuer_stops_local_mode_before_it_opens_the
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("could not be fetched"));
 }
+
+#[tokio::test]
+async fn scoped_keys_hold_over_http_in_local_mode() {
+    let provider = MockServer::start().await;
+    let dir = data_dir("scoped");
+    let mut env = local_env(&provider, free_port(), &dir);
+    let digest: String = ring::digest::digest(&ring::digest::SHA256, b"monitor-key")
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    env.push(("SCOPED_API_KEYS".into(), format!("monitor:{digest}:verify")));
+    let server = Server::start(&dir, &env).await;
+    let get = |path: &'static str, key: &'static str| {
+        let base = server.base.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .get(format!("{base}{path}"))
+                .header("authorization", format!("Bearer {key}"))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+            (status, body)
+        }
+    };
+    assert_eq!(get("/verify", "monitor-key").await.0, 404);
+    let (status, body) = get("/token", "monitor-key").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "insufficient_scope");
+    assert_eq!(get("/login", "monitor-key").await.0, 403);
+    assert_eq!(get("/token", "wrong-key").await.0, 401);
+    assert_eq!(get("/verify", API_KEY).await.0, 404);
+    server.stop();
+}

@@ -143,7 +143,9 @@ impl Config {
             // Keys may come as a list or as digests instead.
             .filter(|name| {
                 *name != "API_KEY"
-                    || (vars.optional("API_KEYS").is_none() && vars.optional("API_KEY_SHA256S").is_none())
+                    || (vars.optional("API_KEYS").is_none()
+                        && vars.optional("API_KEY_SHA256S").is_none()
+                        && vars.optional("SCOPED_API_KEYS").is_none())
             })
             .filter(|name| vars.optional(name).is_none())
             .collect();
@@ -461,7 +463,12 @@ fn api_keys<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<ApiKeys
             )
         })?);
     }
-    let keys = ApiKeys::new(&plain.iter().map(String::as_str).collect::<Vec<_>>(), digests);
+    let mut keys = ApiKeys::new(&plain.iter().map(String::as_str).collect::<Vec<_>>(), digests);
+    if let Some(scoped) = vars.optional("SCOPED_API_KEYS") {
+        keys = keys
+            .with_scoped(&scoped)
+            .map_err(|error| invalid("SCOPED_API_KEYS", &error.to_string()))?;
+    }
     if keys.is_empty() {
         return Err(ConfigError::Missing(vec!["API_KEY"]));
     }
@@ -888,6 +895,25 @@ mod tests {
             vars.insert(name, "  ");
             assert_eq!(load(&vars).unwrap_err(), ConfigError::Missing(vec![name]));
         }
+    }
+
+    #[test]
+    fn scoped_keys_add_to_the_others_and_a_bad_entry_is_named() {
+        let mut vars = base();
+        vars.remove("API_KEY");
+        // printf %s monitor-key | sha256sum
+        vars.insert(
+            "SCOPED_API_KEYS",
+            "monitor:c05c1d4e0c3bd8a8d5b7d5c4b0b0e5c4bd5d7b8f3a4b2c1d0e9f8a7b6c5d4e3f:verify",
+        );
+        let config = load(&vars).unwrap();
+        assert!(!config.api_keys.is_empty());
+        vars.insert("SCOPED_API_KEYS", "monitor:nothex:verify");
+        let error = load(&vars).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Invalid { name: "SCOPED_API_KEYS", reason } if reason.contains("entry 1 (monitor)")),
+            "{error}"
+        );
     }
 
     #[test]

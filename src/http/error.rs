@@ -26,6 +26,9 @@ pub enum BrokerError {
     KeyInQuery,
     #[error("missing or invalid API key")]
     Unauthorized { key_presented: bool },
+    /// A valid key whose scope does not cover the request: what it lacks, in words.
+    #[error("insufficient scope: {0}")]
+    Forbidden(String),
     #[error("state does not match")]
     InvalidState,
     #[error("iss does not match ISSUER")]
@@ -208,6 +211,7 @@ impl BrokerError {
                 "the request does not say which host the broker is served on; set REDIRECT_URI or PUBLIC_URL"
                     .to_owned(),
             ),
+            Self::Forbidden(lacking) => reply(StatusCode::FORBIDDEN, "insufficient_scope", lacking.clone()),
             Self::InvalidState => reply(
                 StatusCode::FORBIDDEN,
                 "invalid_state",

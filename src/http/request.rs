@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use lambda_http::{Request, RequestExt, http::header, request::RequestContext};
 
 use crate::{
-    base::{api_keys::ApiKeys, connection},
+    base::{
+        api_keys::{Action, ApiKeys, Key},
+        connection,
+    },
     http::error::BrokerError,
 };
 
@@ -140,15 +143,47 @@ pub fn require_method(request: &Request, allowed: &'static str) -> Result<(), Br
 
 /// Checks the API key of a headless client. A key in the URL is refused before anything else,
 /// even if it is right: the URL is already in some access log, and the client must learn that.
-pub fn authenticate(request: &Request, query: &Query, api_keys: &ApiKeys) -> Result<(), BrokerError> {
+pub fn authenticate<'k>(request: &Request, query: &Query, api_keys: &'k ApiKeys) -> Result<&'k Key, BrokerError> {
     if query.carries_key(api_keys) {
         return Err(BrokerError::KeyInQuery);
     }
     match presented_key(request)? {
-        Some(key) if api_keys.matches(key) => Ok(()),
-        Some(_) => Err(BrokerError::Unauthorized { key_presented: true }),
+        Some(key) => api_keys
+            .identify(key)
+            .ok_or(BrokerError::Unauthorized { key_presented: true }),
         None => Err(BrokerError::Unauthorized { key_presented: false }),
     }
+}
+
+/// Whether `key` may do `action` on the connection `query` names: checked before anything is
+/// read, so a refusal says nothing about whether the connection exists.
+pub fn authorize(key: &Key, action: Action, query: &Query) -> Result<(), BrokerError> {
+    if !key.may(action) {
+        tracing::warn!(
+            key = key.name(),
+            action = action.as_str(),
+            "refused: the key may not use this route"
+        );
+        return Err(BrokerError::Forbidden(format!(
+            "the key {:?} may not use /{}",
+            key.name(),
+            action.as_str()
+        )));
+    }
+    let connection = connection(query)?;
+    if !key.may_touch(&connection) {
+        tracing::warn!(
+            key = key.name(),
+            action = action.as_str(),
+            connection,
+            "refused: the key may not use this connection"
+        );
+        return Err(BrokerError::Forbidden(format!(
+            "the key {:?} may not use the connection {connection:?}",
+            key.name()
+        )));
+    }
+    Ok(())
 }
 
 /// Whether the request carries an API key header at all (right or wrong).

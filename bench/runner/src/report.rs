@@ -242,6 +242,26 @@ pub fn render(args: &Args, r: &Results) -> String {
         }
     }
 
+    // `token` with 1,000 scoped keys configured, against itself with one key, in the same rounds.
+    if cold_of("token-keys").is_some() {
+        let with_keys = paired("token-keys");
+        rows.push(
+            row(
+                "Cold start, `token` with 1,000 scoped keys configured",
+                describe_cold("token-keys"),
+            )
+            .baseline(base_text.clone())
+            .paired_ratio(with_keys),
+        );
+        let difference = with_keys.zip(paired("token")).map(|(k, t)| k.median - t.median);
+        let mut against_one = row(
+            "Cold start, `token` with 1,000 keys minus with one",
+            difference.map_or_else(|| "—".to_owned(), |d| format!("{d:+.3}× of the hello-world")),
+        );
+        against_one.baseline = "`token` with one key".to_owned();
+        rows.push(against_one);
+    }
+
     // The same functions on DynamoDB (a fake on loopback), against the hello-world and against
     // themselves on Redis, in the same rounds.
     for name in ["token", "verify"] {
@@ -289,6 +309,14 @@ pub fn render(args: &Args, r: &Results) -> String {
             row("Warm `/token` p99, end to end", us(token.p99))
                 .baseline(us(base.p99))
                 .ratio(ratio(micros(token.p99), micros(base.p99))),
+        );
+    }
+    if let (Some(token), Some(keys)) = (&token, r.warm.get("token-keys").and_then(|w| summarize(&w.latencies))) {
+        // The hot path must not notice the size of the key list.
+        rows.push(
+            row("Warm `/token` p50 with 1,000 scoped keys configured", us(keys.p50))
+                .baseline(format!("with one key {}", us(token.p50)))
+                .ratio(ratio(micros(keys.p50), micros(token.p50))),
         );
     }
     if let Some(raw) = &raw {

@@ -14,9 +14,13 @@ pub mod verify;
 use std::{fmt, future::Future, pin::Pin};
 
 use lambda_http::{Body, Request, Response};
+use tracing::Instrument;
 
 use crate::{
-    base::store::Store,
+    base::{
+        api_keys::{Action, Key},
+        store::Store,
+    },
     http::{
         error::BrokerError,
         request::{self, Query},
@@ -55,6 +59,8 @@ pub struct Call<'r> {
     pub query: Query,
     /// Whether a valid API key came with the request: always on [`Access::Key`] routes.
     pub keyed: bool,
+    /// Which key, already checked against the route and the connection the request names.
+    pub key: Option<&'r Key>,
 }
 
 type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response<Body>, BrokerError>> + Send + 'a>>;
@@ -67,6 +73,8 @@ pub struct Route<S> {
     /// secrets.
     methods: &'static str,
     access: Access,
+    /// What a key must be allowed to do here; `None` on the open route.
+    action: Option<Action>,
     errors: Errors,
     handler: Handler<S>,
 }
@@ -75,12 +83,12 @@ pub struct Route<S> {
 /// names its one row and links only that route's code.
 #[rustfmt::skip]
 impl<S: Store> Route<S> {
-    pub const LOGIN: Self =    Self::row("/login",    "GET, POST", Access::KeyOrForm, Errors::Json, |a, c| Box::pin(login::login(a, c)));
-    pub const CALLBACK: Self = Self::row("/callback", "GET",       Access::Open,      Errors::Page, |a, c| Box::pin(callback::callback(a, c)));
-    pub const TOKEN: Self =    Self::row("/token",    "GET",       Access::Key,       Errors::Json, |a, c| Box::pin(token::token(a, c)));
-    pub const VERIFY: Self =   Self::row("/verify",   "GET",       Access::Key,       Errors::Json, |a, c| Box::pin(verify::verify(a, c)));
-    pub const REVOKE: Self =   Self::row("/revoke",   "POST",      Access::Key,       Errors::Json, |a, c| Box::pin(revoke::revoke(a, c)));
-    pub const IMPORT: Self =   Self::row("/import",   "POST",      Access::Key,       Errors::Json, |a, c| Box::pin(import::import(a, c)));
+    pub const LOGIN: Self =    Self::row("/login",    "GET, POST", Access::KeyOrForm, Some(Action::Login),  Errors::Json, |a, c| Box::pin(login::login(a, c)));
+    pub const CALLBACK: Self = Self::row("/callback", "GET",       Access::Open,      None,                 Errors::Page, |a, c| Box::pin(callback::callback(a, c)));
+    pub const TOKEN: Self =    Self::row("/token",    "GET",       Access::Key,       Some(Action::Token),  Errors::Json, |a, c| Box::pin(token::token(a, c)));
+    pub const VERIFY: Self =   Self::row("/verify",   "GET",       Access::Key,       Some(Action::Verify), Errors::Json, |a, c| Box::pin(verify::verify(a, c)));
+    pub const REVOKE: Self =   Self::row("/revoke",   "POST",      Access::Key,       Some(Action::Revoke), Errors::Json, |a, c| Box::pin(revoke::revoke(a, c)));
+    pub const IMPORT: Self =   Self::row("/import",   "POST",      Access::Key,       Some(Action::Import), Errors::Json, |a, c| Box::pin(import::import(a, c)));
 }
 
 impl<S: Store> Route<S> {
@@ -88,6 +96,7 @@ impl<S: Store> Route<S> {
         path: &'static str,
         methods: &'static str,
         access: Access,
+        action: Option<Action>,
         errors: Errors,
         handler: Handler<S>,
     ) -> Self {
@@ -95,6 +104,7 @@ impl<S: Store> Route<S> {
             path,
             methods,
             access,
+            action,
             errors,
             handler,
         }
@@ -144,7 +154,16 @@ impl<S> fmt::Debug for Route<S> {
 /// escapes as an opaque Lambda error.
 pub async fn handle<S: Store>(app: &App<S>, route: Route<S>, request: Request) -> Response<Body> {
     let answer = match open(app, &route, &request) {
-        Ok(call) => (route.handler)(app, call).await.map_err(|error| (error, route.errors)),
+        Ok(call) => {
+            // Every line the handler logs names the key it runs for (never the key itself).
+            let span = call.key.map(|key| tracing::info_span!("caller", key = key.name()));
+            let handled = (route.handler)(app, call);
+            match span {
+                Some(span) => handled.instrument(span).await,
+                None => handled.await,
+            }
+            .map_err(|error| (error, route.errors))
+        }
         Err(refused) => Err(refused),
     };
     match answer {
@@ -157,32 +176,48 @@ pub async fn handle<S: Store>(app: &App<S>, route: Route<S>, request: Request) -
 
 /// The opening: what every route checks before its handler runs, as its row says. A refusal
 /// comes with how to write it.
-fn open<'r, S: Store>(app: &App<S>, route: &Route<S>, request: &'r Request) -> Result<Call<'r>, (BrokerError, Errors)> {
+fn open<'r, S: Store>(
+    app: &'r App<S>,
+    route: &Route<S>,
+    request: &'r Request,
+) -> Result<Call<'r>, (BrokerError, Errors)> {
     request::require_method(request, route.methods).map_err(|e| (e, route.errors))?;
-    let call = |query, keyed| Call { request, query, keyed };
+    let call = |query, key: Option<&'r Key>| Call {
+        request,
+        query,
+        keyed: key.is_some(),
+        key,
+    };
     match route.access {
-        Access::Open => Ok(call(Query::parse(request).map_err(|e| (e, route.errors))?, false)),
-        Access::Key => keyed(app, request)
-            .map(|query| call(query, true))
+        Access::Open => Ok(call(Query::parse(request).map_err(|e| (e, route.errors))?, None)),
+        Access::Key => keyed(app, route, request)
+            .map(|(query, key)| call(query, Some(key)))
             .map_err(|e| (e, Errors::Json)),
         // The form's answer and the form are pages; the header-keyed variant is JSON.
         Access::KeyOrForm if request.method() == "POST" => {
             let form = Query::parse_form(request).map_err(|e| (e, Errors::Html))?;
-            let keyed = form
+            let key = form
                 .get("api_key")
-                .is_some_and(|key| app.config.api_keys.matches(key.trim()));
-            Ok(call(form, keyed))
+                .and_then(|key| app.config.api_keys.identify(key.trim()));
+            if let (Some(key), Some(action)) = (key, route.action) {
+                request::authorize(key, action, &form).map_err(|e| (e, Errors::Html))?;
+            }
+            Ok(call(form, key))
         }
-        Access::KeyOrForm if request::has_key(request) || request::prefers_json(request) => keyed(app, request)
-            .map(|query| call(query, true))
+        Access::KeyOrForm if request::has_key(request) || request::prefers_json(request) => keyed(app, route, request)
+            .map(|(query, key)| call(query, Some(key)))
             .map_err(|e| (e, Errors::Json)),
-        Access::KeyOrForm => Ok(call(Query::parse(request).map_err(|e| (e, Errors::Html))?, false)),
+        Access::KeyOrForm => Ok(call(Query::parse(request).map_err(|e| (e, Errors::Html))?, None)),
     }
 }
 
-/// The query of a request that must carry a valid key in a header (and none in the URL).
-fn keyed<S>(app: &App<S>, request: &Request) -> Result<Query, BrokerError> {
+/// The query of a request that must carry a valid key in a header (and none in the URL), and
+/// the key, once it is known to cover the route and the connection.
+fn keyed<'r, S>(app: &'r App<S>, route: &Route<S>, request: &Request) -> Result<(Query, &'r Key), BrokerError> {
     let query = Query::parse(request)?;
-    request::authenticate(request, &query, &app.config.api_keys)?;
-    Ok(query)
+    let key = request::authenticate(request, &query, &app.config.api_keys)?;
+    if let Some(action) = route.action {
+        request::authorize(key, action, &query)?;
+    }
+    Ok((query, key))
 }

@@ -29,7 +29,12 @@ pub async fn verify<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response<B
     // asked-for one among them.
     let mut own = None;
     let mut all = Vec::new();
-    for (name, stored) in connection::records(&app.store, &app.keys).await? {
+    let records = connection::records(&app.store, &app.keys).await?;
+    // A key limited to some connections sees only those.
+    let visible = records
+        .into_iter()
+        .filter(|(name, _)| call.key.is_none_or(|key| key.may_touch(name)));
+    for (name, stored) in visible {
         let described = stored
             .map_err(BrokerError::from)
             .and_then(|stored| describe(app, &name, Some(stored)));
