@@ -7,7 +7,10 @@
 //! is keyed by SHA-256 of the presented key: how long a lookup takes depends on that digest,
 //! which says nothing usable about any configured key.
 
-use std::{collections::HashMap, fmt};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+};
 
 use ring::digest::{SHA256, digest};
 use subtle::ConstantTimeEq;
@@ -144,6 +147,7 @@ impl ApiKeys {
     /// `name:sha256:actions[:connections]`, with the actions (or `all`) and the connections
     /// comma-separated.
     pub fn with_scoped(mut self, entries: &str) -> Result<Self, KeyConfigError> {
+        let mut names: HashSet<String> = self.by_digest.values().map(|key| key.name.clone()).collect();
         let entries = entries
             .split([';', '\n'])
             .map(str::trim)
@@ -178,7 +182,7 @@ impl ApiKeys {
                     Some(names)
                 }
             };
-            if self.by_digest.values().any(|key| key.name == name) {
+            if !names.insert(name.to_owned()) {
                 return Err(KeyConfigError::DuplicateName(at, name.into()));
             }
             if self.by_digest.contains_key(&digest) {
