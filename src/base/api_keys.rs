@@ -17,6 +17,8 @@ use ring::digest::{SHA256, digest};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
+use crate::base::connection;
+
 /// What a key may do: one per route that takes a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -44,6 +46,11 @@ impl Action {
         1 << self as u8
     }
 
+    /// Every action's bit.
+    fn all() -> u8 {
+        Self::ALL.iter().fold(0, |bits, action| bits | action.bit())
+    }
+
     fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|action| action.as_str() == name)
     }
@@ -63,7 +70,7 @@ impl Key {
     fn unscoped(name: String) -> Self {
         Self {
             name,
-            actions: Action::ALL.iter().fold(0, |bits, action| bits | action.bit()),
+            actions: Action::all(),
             connections: None,
         }
     }
@@ -160,14 +167,16 @@ impl ApiKeys {
                 return Err(KeyConfigError::Shape(at));
             }
             let name = parts[0];
-            if !plain_name(name) {
+            // Key names follow the rule of connection names: short, plain ASCII, so a look-alike
+            // cannot pass for another.
+            if connection::validate(name).is_err() {
                 return Err(KeyConfigError::Name(at));
             }
             let digest = parse_digest(parts[1]).ok_or_else(|| KeyConfigError::Digest(at, name.into()))?;
             let mut actions = 0;
             for action in parts[2].split(',').map(str::trim) {
                 actions |= match action {
-                    "all" => Action::ALL.iter().fold(0, |bits, action| bits | action.bit()),
+                    "all" => Action::all(),
                     other => Action::parse(other)
                         .ok_or_else(|| KeyConfigError::Action(at, name.into(), other.into()))?
                         .bit(),
@@ -177,7 +186,7 @@ impl ApiKeys {
                 None => None,
                 Some(list) => {
                     let names: Vec<String> = list.split(',').map(|c| c.trim().to_owned()).collect();
-                    if names.iter().any(|c| !plain_name(c)) {
+                    if names.iter().any(|c| connection::validate(c).is_err()) {
                         return Err(KeyConfigError::Connections(at, name.into()));
                     }
                     Some(names)
@@ -217,15 +226,6 @@ impl ApiKeys {
     pub fn matches(&self, candidate: &str) -> bool {
         self.identify(candidate).is_some()
     }
-}
-
-/// Key and connection names: short, plain ASCII, so a look-alike cannot pass for another.
-fn plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Parses a SHA-256 digest written as 64 hexadecimal characters.

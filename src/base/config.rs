@@ -219,11 +219,7 @@ impl Config {
             )?
             .as_secs() as i64;
         let refresh_lifetime = match vars.optional("REFRESH_TOKEN_LIFETIME").as_deref() {
-            None => match preset.refresh_lifetime {
-                RefreshLifetime::Fixed(_) => RefreshLifetime::Fixed(refresh_seconds),
-                RefreshLifetime::Sliding(_) => RefreshLifetime::Sliding(refresh_seconds),
-                RefreshLifetime::Idle(_) => RefreshLifetime::Idle(refresh_seconds),
-            },
+            None => preset.refresh_lifetime.with_seconds(refresh_seconds),
             Some("fixed") => RefreshLifetime::Fixed(refresh_seconds),
             Some("sliding") => RefreshLifetime::Sliding(refresh_seconds),
             Some("idle") => RefreshLifetime::Idle(refresh_seconds),
@@ -544,12 +540,20 @@ fn invalid(name: &'static str, reason: &str) -> ConfigError {
 /// secrets must not cross a network in the clear.
 fn check_url(name: &'static str, value: &str) -> Result<(), ConfigError> {
     let url = reqwest::Url::parse(value).map_err(|e| invalid(name, &format!("not a URL ({e})")))?;
-    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(invalid(name, "must be an https:// URL (http:// only on localhost)")),
+    if secure_url(&url) {
+        Ok(())
+    } else {
+        Err(invalid(name, "must be an https:// URL (http:// only on localhost)"))
     }
+}
+
+/// https, or http on this machine: where the broker may send a secret.
+pub fn secure_url(url: &reqwest::Url) -> bool {
+    url.scheme() == "https" || url.scheme() == "http" && is_loopback(url)
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
 }
 
 #[cfg(test)]

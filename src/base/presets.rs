@@ -43,11 +43,12 @@ impl RefreshLifetime {
         !matches!(self, Self::Fixed(_))
     }
 
-    pub fn kind(self) -> &'static str {
+    /// The same kind of lifetime, `seconds` long.
+    pub fn with_seconds(self, seconds: i64) -> Self {
         match self {
-            Self::Fixed(_) => "fixed",
-            Self::Sliding(_) => "sliding",
-            Self::Idle(_) => "idle",
+            Self::Fixed(_) => Self::Fixed(seconds),
+            Self::Sliding(_) => Self::Sliding(seconds),
+            Self::Idle(_) => Self::Idle(seconds),
         }
     }
 }
@@ -100,53 +101,67 @@ pub struct Setting {
 
 const DAY: i64 = 86_400;
 
+/// https://developer.digikey.com/documentation/oauth: authorization code flow with the
+/// client secret in the body; access tokens live 30 minutes, refresh tokens 90 days and
+/// are replaced on every refresh (the answer says `refresh_token_expires_in`). No
+/// revocation endpoint and no discovery document.
+const DIGIKEY: Preset = Preset {
+    name: "digikey",
+    title: "Digi-Key",
+    authorize_url: "https://api.digikey.com/v1/oauth2/authorize",
+    token_url: "https://api.digikey.com/v1/oauth2/token",
+    revocation_url: None,
+    auth_method: TokenAuthMethod::ClientSecretPost,
+    scopes: None,
+    scope_separator: " ",
+    authorize_params: &[],
+    pkce: true,
+    rotates: true,
+    refresh_lifetime: RefreshLifetime::Sliding(90 * DAY),
+    default_expires_in: Some(1800),
+    keepalive_window: 7 * DAY,
+    invalid_grant_codes: &[],
+    errors_with_200: false,
+    setting: None,
+    docs: "https://developer.digikey.com/documentation/oauth",
+};
+
+/// https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm:
+/// the token answer has no `expires_in` (the session timeout applies, 15 minutes at the
+/// least), and the refresh token needs the `refresh_token` scope. By default it does not
+/// rotate and lasts until revoked; an org may expire it when unused.
+const SALESFORCE: Preset = Preset {
+    name: "salesforce",
+    title: "Salesforce",
+    authorize_url: "https://login.salesforce.com/services/oauth2/authorize",
+    token_url: "https://login.salesforce.com/services/oauth2/token",
+    revocation_url: Some("https://login.salesforce.com/services/oauth2/revoke"),
+    auth_method: TokenAuthMethod::ClientSecretPost,
+    scopes: Some("api refresh_token"),
+    scope_separator: " ",
+    authorize_params: &[],
+    pkce: true,
+    rotates: false,
+    refresh_lifetime: RefreshLifetime::Idle(90 * DAY),
+    default_expires_in: Some(900),
+    keepalive_window: 14 * DAY,
+    invalid_grant_codes: &[],
+    errors_with_200: false,
+    setting: None,
+    docs: "https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm",
+};
+
 /// Every built-in provider. A field a provider does not document keeps the generic entry's
 /// choice, which is RFC 6749's.
 pub const PRESETS: &[Preset] = &[
-    // https://developer.digikey.com/documentation/oauth: authorization code flow with the
-    // client secret in the body; access tokens live 30 minutes, refresh tokens 90 days and
-    // are replaced on every refresh (the answer says `refresh_token_expires_in`). No
-    // revocation endpoint and no discovery document.
-    Preset {
-        name: "digikey",
-        title: "Digi-Key",
-        authorize_url: "https://api.digikey.com/v1/oauth2/authorize",
-        token_url: "https://api.digikey.com/v1/oauth2/token",
-        revocation_url: None,
-        auth_method: TokenAuthMethod::ClientSecretPost,
-        scopes: None,
-        scope_separator: " ",
-        authorize_params: &[],
-        pkce: true,
-        rotates: true,
-        refresh_lifetime: RefreshLifetime::Sliding(90 * DAY),
-        default_expires_in: Some(1800),
-        keepalive_window: 7 * DAY,
-        invalid_grant_codes: &[],
-        errors_with_200: false,
-        setting: None,
-        docs: "https://developer.digikey.com/documentation/oauth",
-    },
+    DIGIKEY,
     // The same on Digi-Key's sandbox hosts (https://developer.digikey.com/documentation/oauth).
     Preset {
         name: "digikey-sandbox",
         title: "Digi-Key (sandbox)",
         authorize_url: "https://sandbox-api.digikey.com/v1/oauth2/authorize",
         token_url: "https://sandbox-api.digikey.com/v1/oauth2/token",
-        revocation_url: None,
-        auth_method: TokenAuthMethod::ClientSecretPost,
-        scopes: None,
-        scope_separator: " ",
-        authorize_params: &[],
-        pkce: true,
-        rotates: true,
-        refresh_lifetime: RefreshLifetime::Sliding(90 * DAY),
-        default_expires_in: Some(1800),
-        keepalive_window: 7 * DAY,
-        invalid_grant_codes: &[],
-        errors_with_200: false,
-        setting: None,
-        docs: "https://developer.digikey.com/documentation/oauth",
+        ..DIGIKEY
     },
     // https://developers.google.com/identity/protocols/oauth2/web-server: a refresh token only
     // with access_type=offline, and again on a repeated consent only with prompt=consent.
@@ -247,30 +262,7 @@ pub const PRESETS: &[Preset] = &[
         setting: None,
         docs: "https://docs.gitlab.com/api/oauth2/",
     },
-    // https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm:
-    // the token answer has no `expires_in` (the session timeout applies, 15 minutes at the
-    // least), and the refresh token needs the `refresh_token` scope. By default it does not
-    // rotate and lasts until revoked; an org may expire it when unused.
-    Preset {
-        name: "salesforce",
-        title: "Salesforce",
-        authorize_url: "https://login.salesforce.com/services/oauth2/authorize",
-        token_url: "https://login.salesforce.com/services/oauth2/token",
-        revocation_url: Some("https://login.salesforce.com/services/oauth2/revoke"),
-        auth_method: TokenAuthMethod::ClientSecretPost,
-        scopes: Some("api refresh_token"),
-        scope_separator: " ",
-        authorize_params: &[],
-        pkce: true,
-        rotates: false,
-        refresh_lifetime: RefreshLifetime::Idle(90 * DAY),
-        default_expires_in: Some(900),
-        keepalive_window: 14 * DAY,
-        invalid_grant_codes: &[],
-        errors_with_200: false,
-        setting: None,
-        docs: "https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm",
-    },
+    SALESFORCE,
     // The same against Salesforce's sandbox login host.
     Preset {
         name: "salesforce-sandbox",
@@ -278,19 +270,7 @@ pub const PRESETS: &[Preset] = &[
         authorize_url: "https://test.salesforce.com/services/oauth2/authorize",
         token_url: "https://test.salesforce.com/services/oauth2/token",
         revocation_url: Some("https://test.salesforce.com/services/oauth2/revoke"),
-        auth_method: TokenAuthMethod::ClientSecretPost,
-        scopes: Some("api refresh_token"),
-        scope_separator: " ",
-        authorize_params: &[],
-        pkce: true,
-        rotates: false,
-        refresh_lifetime: RefreshLifetime::Idle(90 * DAY),
-        default_expires_in: Some(900),
-        keepalive_window: 14 * DAY,
-        invalid_grant_codes: &[],
-        errors_with_200: false,
-        setting: None,
-        docs: "https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm",
+        ..SALESFORCE
     },
     // https://developer.xero.com/documentation/guides/oauth2/auth-flow: the client
     // authenticates with HTTP Basic; access tokens live 30 minutes; refresh tokens need

@@ -12,7 +12,7 @@ use reqwest::{Client, StatusCode, Url};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::base::tls;
+use crate::base::{config::secure_url, tls};
 
 /// A metadata document is a few kilobytes.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -121,11 +121,7 @@ pub async fn discover(issuer: &str, timeout: Duration) -> Result<Metadata, Disco
 fn locations(issuer: &str) -> Result<[Url; 2], DiscoveryError> {
     let bad = || DiscoveryError::BadIssuer(issuer.to_owned());
     let url = Url::parse(issuer).map_err(|_| bad())?;
-    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    if !(url.scheme() == "https" || url.scheme() == "http" && loopback)
-        || url.query().is_some()
-        || url.fragment().is_some()
-    {
+    if !secure_url(&url) || url.query().is_some() || url.fragment().is_some() {
         return Err(bad());
     }
     let path = url.path().trim_end_matches('/');
@@ -204,12 +200,7 @@ fn check(issuer: &str, url: &Url, document: &[u8]) -> Result<Metadata, Discovery
         ("revocation_endpoint", metadata.revocation_endpoint.as_ref()),
     ] {
         let Some(value) = value else { continue };
-        let secure = Url::parse(value).is_ok_and(|endpoint| {
-            endpoint.scheme() == "https"
-                || endpoint.scheme() == "http"
-                    && matches!(endpoint.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
-        });
-        if !secure {
+        if !Url::parse(value).is_ok_and(|endpoint| secure_url(&endpoint)) {
             return Err(DiscoveryError::BadEndpoint {
                 field,
                 value: value.clone(),

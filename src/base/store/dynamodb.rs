@@ -72,7 +72,7 @@ use reqwest::{Client, StatusCode, Url, header::HeaderMap};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Map, Value, json};
 
-use super::{Expect, Listed, Store, StoreError, Ttl, Versioned};
+use super::{Expect, Listed, Store, StoreError, Ttl, Versioned, push_found};
 use crate::base::{
     aws::{self, sigv4::Credentials},
     clock::{Clock, SystemClock, unix_millis},
@@ -527,10 +527,8 @@ impl Store for DynamoStore {
     /// to a 1 MB page each).
     async fn records(&self, prefix: &str) -> Result<Listed, StoreError> {
         let mut records = Vec::new();
-        self.query(prefix, true, |key, item| match record(key, Some(item)) {
-            Ok(Some(found)) => records.push((key.to_owned(), Ok(found))),
-            Ok(None) => {}
-            Err(error) => records.push((key.to_owned(), Err(error))),
+        self.query(prefix, true, |key, item| {
+            push_found(&mut records, key.to_owned(), record(key, Some(item)))
         })
         .await?;
         Ok(records)

@@ -166,10 +166,9 @@ pub trait Store: Send + Sync {
             let mut records = Vec::new();
             for key in self.keys(prefix).await? {
                 match self.load(&key).await {
-                    Ok(Some(record)) => records.push((key, Ok(record))),
-                    Ok(None) => {}
-                    Err(StoreError::Protocol(error)) => records.push((key, Err(StoreError::Protocol(error)))),
-                    Err(error) => return Err(error),
+                    // Only an outage stops the listing; an unreadable record is listed as such.
+                    Err(error @ StoreError::Unavailable(_)) => return Err(error),
+                    found => push_found(&mut records, key, found),
                 }
             }
             Ok(records)
@@ -179,6 +178,15 @@ pub trait Store: Send + Sync {
 
 /// What [`Store::records`] lists: each key with its record, or why that record cannot be read.
 pub type Listed = Vec<(String, Result<Versioned, StoreError>)>;
+
+/// Adds what reading a listed key found, unless the record vanished since the listing.
+fn push_found(records: &mut Listed, key: String, found: Result<Option<Versioned>, StoreError>) {
+    match found {
+        Ok(Some(record)) => records.push((key, Ok(record))),
+        Ok(None) => {}
+        Err(error) => records.push((key, Err(error))),
+    }
+}
 
 /// The backend the configuration chose, decided once at start-up.
 #[derive(Clone)]

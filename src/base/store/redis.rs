@@ -45,7 +45,7 @@ use redis::{
 
 use tokio::sync::OnceCell;
 
-use super::{Expect, Held, Listed, Lock, Store, StoreError, Ttl, Versioned};
+use super::{Expect, Held, Listed, Lock, Store, StoreError, Ttl, Versioned, push_found};
 use crate::base::{layout::Layout, secret::Secret, tls};
 
 /// KEYS[1] record, then KEYS[2] a lock to release once the write has an answer (when ARGV[4],
@@ -623,15 +623,6 @@ impl Store for RedisStore {
             }
         }
         Ok(records)
-    }
-}
-
-/// A listed record, unless it vanished since the listing.
-fn push_found(records: &mut Listed, key: String, found: Result<Option<Versioned>, StoreError>) {
-    match found {
-        Ok(Some(record)) => records.push((key, Ok(record))),
-        Ok(None) => {}
-        Err(error) => records.push((key, Err(error))),
     }
 }
 

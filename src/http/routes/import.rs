@@ -57,11 +57,14 @@ pub async fn import<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response<B
     let tokens = TokenSet::from_authorization(grant, now, app.config.refresh_lifetime)
         .expect("the grant was given a refresh token above");
     let key = app.keys.tokens(&connection);
-    let replaced = app.store.load(&key).await?.is_some();
     let record = app.seal_record(&key, &ConnectionRecord::Active(tokens.clone()))?;
-    app.store
+    let generation = app
+        .store
         .write(&key, Expect::Any, &record, ttl(tokens.refresh_valid_for(now)))
         .await?;
+    // Generations start at 1 on a key with no live record, so a later one means a record was
+    // there and is now replaced.
+    let replaced = generation.is_some_and(|generation| generation > 1);
     let (access, refresh) = (tokens.access_valid_for(now), tokens.refresh_valid_for(now));
     app.metrics.authorized(&connection, refresh);
     tracing::info!(
