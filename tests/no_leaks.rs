@@ -875,6 +875,14 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
             found.len(),
             found.join("\n")
         );
+        // The audit trail was written at this level too, so the search above covered its lines.
+        for event in ["login", "callback", "token", "verify", "revoke", "refresh"] {
+            let line = format!("audit audit=\"{event}\"");
+            assert!(
+                log_lines.iter().any(|logged| logged.contains(&line)),
+                "no audit line for {event}"
+            );
+        }
         for (run, (printed, _)) in serve_runs.iter().enumerate() {
             // The binary logs each request's path, never its query (the callback's code), and
             // nothing at TRACE.

@@ -122,9 +122,18 @@ impl Config {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads the configuration through `lookup`, so tests need not touch the process environment.
+    /// Everything every route needs (local mode), read through `lookup`, so tests need not touch
+    /// the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let vars = Vars(&lookup);
+        Self::for_function(Uses::ALL, lookup)
+    }
+
+    /// What a function doing `uses` needs, and nothing more: a variable of another part is not
+    /// even looked up, so a function deployed without it starts, and one that needs it after all
+    /// names it at start-up. What is not read keeps an empty value no code of the function uses
+    /// (no API key then opens anything).
+    pub fn for_function(uses: Uses, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars { lookup: &lookup, uses };
         let allow_static_state = match vars.optional("ALLOW_STATIC_STATE").as_deref() {
             None | Some("true") => true,
             Some("false") => false,
@@ -139,6 +148,7 @@ impl Config {
         let missing: Vec<&'static str> = REQUIRED
             .iter()
             .copied()
+            .filter(|name| vars.reads(name))
             .filter(|name| !matches!(*name, "TOKEN_URL" | "AUTHORIZE_URL") || preset.token_url.is_empty())
             // Keys may come as a list or as digests instead.
             .filter(|name| {
@@ -161,10 +171,18 @@ impl Config {
             check_url(name, &url)?;
             Ok(Some(url))
         };
-        let token_url = endpoint("TOKEN_URL", preset.token_url)?.ok_or(ConfigError::Missing(vec!["TOKEN_URL"]))?;
-        let authorize_url =
-            endpoint("AUTHORIZE_URL", preset.authorize_url)?.ok_or(ConfigError::Missing(vec!["AUTHORIZE_URL"]))?;
-        let revocation_url = endpoint("REVOCATION_URL", preset.revocation_url.unwrap_or_default())?;
+        let needed_endpoint = |name: &'static str, template: &'static str| -> Result<String, ConfigError> {
+            if !vars.reads(name) {
+                return Ok(String::new());
+            }
+            endpoint(name, template)?.ok_or(ConfigError::Missing(vec![name]))
+        };
+        let token_url = needed_endpoint("TOKEN_URL", preset.token_url)?;
+        let authorize_url = needed_endpoint("AUTHORIZE_URL", preset.authorize_url)?;
+        let revocation_url = match vars.reads("REVOCATION_URL") {
+            true => endpoint("REVOCATION_URL", preset.revocation_url.unwrap_or_default())?,
+            false => None,
+        };
         let redirect_uri = match (vars.optional("REDIRECT_URI"), vars.optional("PUBLIC_URL")) {
             (Some(uri), _) => {
                 check_url("REDIRECT_URI", &uri)?;
@@ -286,6 +304,95 @@ impl Config {
         })
     }
 }
+
+/// The parts of the broker a function runs. Each variable belongs to the parts that read it
+/// ([`VARIABLES`]); a function reads only the variables of its parts, so its deployment needs to
+/// hold nothing else (no client secret where nothing calls the provider's token endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uses(u8);
+
+impl Uses {
+    /// Nothing beyond the store, which every function opens.
+    pub const STORE: Self = Self(0);
+    /// Checks API keys (every route but `/callback`).
+    pub const KEYS: Self = Self(1);
+    /// Builds authorization requests (`/login`).
+    pub const LOGIN: Self = Self(1 << 1);
+    /// Accepts the provider's redirect (`/callback`).
+    pub const CALLBACK: Self = Self(1 << 2);
+    /// Calls the provider's token endpoint: code exchange, refresh, import.
+    pub const TOKEN_ENDPOINT: Self = Self(1 << 3);
+    /// Calls the provider's revocation endpoint (`/revoke`).
+    pub const REVOCATION: Self = Self(1 << 4);
+    /// Refreshes while a caller waits (`/token`).
+    pub const ON_DEMAND: Self = Self(1 << 5);
+    /// Refreshes on a schedule (keep-alive).
+    pub const KEEPALIVE: Self = Self(1 << 6);
+    /// Seals or opens stored records (`TOKEN_ENCRYPTION_KEY`).
+    pub const SEALING: Self = Self(1 << 7);
+    /// Every part: local mode serves every route.
+    pub const ALL: Self = Self(u8::MAX);
+    /// Whatever talks to the provider, and so needs to know which one it is.
+    const PROVIDER: Self = Self::LOGIN
+        .and(Self::CALLBACK)
+        .and(Self::TOKEN_ENDPOINT)
+        .and(Self::REVOCATION)
+        .and(Self::KEEPALIVE);
+    const CLIENT: Self = Self::TOKEN_ENDPOINT.and(Self::REVOCATION);
+
+    pub const fn and(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    const fn overlaps(self, other: Self) -> bool {
+        self.0 & other.0 != 0 || other.0 == 0
+    }
+
+    /// Whether a function doing these parts reads `name`.
+    pub fn reads(self, name: &str) -> bool {
+        let part = VARIABLES
+            .iter()
+            .find(|(variable, _)| *variable == name)
+            .map(|(_, part)| *part);
+        debug_assert!(part.is_some(), "{name} is missing from config::VARIABLES");
+        part.is_some_and(|part| self.overlaps(part))
+    }
+
+    /// The variables such a function reads.
+    pub fn variables(self) -> impl Iterator<Item = &'static str> {
+        VARIABLES
+            .iter()
+            .filter(move |(_, part)| self.overlaps(*part))
+            .map(|(name, _)| *name)
+    }
+}
+
+/// Every variable the loader reads, with the parts that read it.
+#[rustfmt::skip]
+pub const VARIABLES: &[(&str, Uses)] = &[
+    ("REDIS_URL", Uses::STORE), ("REDIS_CLUSTER", Uses::STORE), ("DYNAMODB_TABLE", Uses::STORE),
+    ("AWS_REGION", Uses::STORE), ("AWS_DEFAULT_REGION", Uses::STORE), ("AWS_ENDPOINT_URL_DYNAMODB", Uses::STORE),
+    ("AWS_ENDPOINT_URL", Uses::STORE), ("AWS_ACCESS_KEY_ID", Uses::STORE), ("AWS_SECRET_ACCESS_KEY", Uses::STORE),
+    ("AWS_SESSION_TOKEN", Uses::STORE), ("DATA_DIR", Uses::STORE), ("KEY_PREFIX", Uses::STORE),
+    ("STORE_TIMEOUT", Uses::STORE), ("REDIS_TIMEOUT", Uses::STORE), ("SECRETS_ARN", Uses::STORE),
+    ("API_KEY", Uses::KEYS), ("API_KEYS", Uses::KEYS), ("API_KEY_SHA256S", Uses::KEYS), ("SCOPED_API_KEYS", Uses::KEYS),
+    ("TOKEN_ENCRYPTION_KEY", Uses::SEALING), ("TOKEN_ENCRYPTION_KEYS", Uses::SEALING),
+    ("PROVIDER", Uses::PROVIDER), ("PROVIDER_TENANT", Uses::PROVIDER), ("PROVIDER_REGION", Uses::PROVIDER),
+    ("PROVIDER_BASE_URL", Uses::PROVIDER),
+    ("CLIENT_ID", Uses::LOGIN.and(Uses::CLIENT)), ("CLIENT_SECRET", Uses::CLIENT),
+    ("TOKEN_AUTH_METHOD", Uses::CLIENT), ("PROVIDER_TIMEOUT", Uses::CLIENT),
+    ("TOKEN_URL", Uses::TOKEN_ENDPOINT), ("REFRESH_TOKEN_TTL", Uses::TOKEN_ENDPOINT),
+    ("REFRESH_TOKEN_LIFETIME", Uses::TOKEN_ENDPOINT), ("ACCESS_TOKEN_TTL", Uses::TOKEN_ENDPOINT),
+    ("REVOCATION_URL", Uses::REVOCATION),
+    ("AUTHORIZE_URL", Uses::LOGIN), ("SCOPES", Uses::LOGIN), ("AUTHORIZE_PARAMS", Uses::LOGIN),
+    ("PROVIDER_TITLE", Uses::LOGIN),
+    ("PKCE", Uses::LOGIN.and(Uses::CALLBACK)), ("REDIRECT_URI", Uses::LOGIN.and(Uses::CALLBACK)),
+    ("PUBLIC_URL", Uses::LOGIN.and(Uses::CALLBACK)), ("LOGIN_STATE_TTL", Uses::LOGIN.and(Uses::CALLBACK)),
+    ("OAUTH_STATE", Uses::CALLBACK), ("ALLOW_STATIC_STATE", Uses::CALLBACK), ("ISSUER", Uses::CALLBACK),
+    ("REQUIRE_ISS", Uses::CALLBACK),
+    ("REFRESH_SKEW", Uses::ON_DEMAND), ("REFRESH_WAIT", Uses::ON_DEMAND.and(Uses::KEEPALIVE)),
+    ("KEEPALIVE_WINDOW", Uses::KEEPALIVE), ("KEEPALIVE_INTERVAL", Uses::KEEPALIVE),
+];
 
 /// Variables without which no route can work (the two URLs only without a `PROVIDER` preset).
 /// `REDIS_URL` is not among them: without it, local mode uses its embedded store, and the Lambda
@@ -465,7 +572,7 @@ fn api_keys<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<ApiKeys
             .with_scoped(&scoped)
             .map_err(|error| invalid("SCOPED_API_KEYS", &error.to_string()))?;
     }
-    if keys.is_empty() {
+    if keys.is_empty() && vars.reads("API_KEY") {
         return Err(ConfigError::Missing(vec!["API_KEY"]));
     }
     Ok(keys)
@@ -495,15 +602,33 @@ fn encryption_keys<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<
     Ok(keys)
 }
 
-struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
+struct Vars<'a, F: Fn(&str) -> Option<String>> {
+    lookup: &'a F,
+    uses: Uses,
+}
 
 impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
-    /// Empty counts as unset: an empty secret must never be accepted as a valid one.
-    fn optional(&self, name: &str) -> Option<String> {
-        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    /// Whether this function reads `name` at all.
+    fn reads(&self, name: &str) -> bool {
+        self.uses.reads(name)
     }
 
+    /// Empty counts as unset: an empty secret must never be accepted as a valid one. A variable
+    /// of a part the function does not do is unset, whatever the environment holds.
+    fn optional(&self, name: &str) -> Option<String> {
+        if !self.reads(name) {
+            return None;
+        }
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A variable the function needs; one it does not read is the empty string.
     fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        if !self.reads(name) {
+            return Ok(String::new());
+        }
         self.optional(name).ok_or_else(|| ConfigError::Missing(vec![name]))
     }
 
@@ -888,6 +1013,61 @@ mod tests {
         assert!(config.pkce);
         assert_eq!(config.refresh_skew, Duration::from_secs(60));
         assert_eq!(config.key_prefix, "token-broker");
+    }
+
+    #[test]
+    fn a_function_reads_only_the_variables_of_its_parts() {
+        let only = |names: &[&str]| -> HashMap<&'static str, &'static str> {
+            base().into_iter().filter(|(name, _)| names.contains(name)).collect()
+        };
+        let read = |uses: Uses, vars: &HashMap<&'static str, &'static str>| {
+            Config::for_function(uses, |name| vars.get(name).map(|v| v.to_string()))
+        };
+        // A monitor's function: the key and the store, no client, no provider.
+        let verify = read(Uses::KEYS, &only(&["API_KEY", "REDIS_URL"])).unwrap();
+        assert!(verify.client_id.is_empty() && verify.client_secret.expose().is_empty());
+        assert!(verify.token_url.is_empty() && verify.oauth_state.is_none());
+        // What another part reads is not even looked at, malformed or not.
+        let mut foreign = only(&["API_KEY", "REDIS_URL"]);
+        foreign.insert("TOKEN_URL", "not a url");
+        foreign.insert("REFRESH_SKEW", "soon");
+        assert!(read(Uses::KEYS, &foreign).is_ok());
+        // /login builds authorization requests: the client id, not its secret.
+        let login = read(
+            Uses::KEYS.and(Uses::LOGIN),
+            &only(&["API_KEY", "REDIS_URL", "CLIENT_ID", "AUTHORIZE_URL"]),
+        )
+        .unwrap();
+        assert_eq!(login.authorize_url, "https://provider.example/oauth2/authorize");
+        assert!(login.client_secret.expose().is_empty());
+        // A function that needs a value it was not given says which.
+        let token = read(
+            Uses::KEYS.and(Uses::TOKEN_ENDPOINT).and(Uses::ON_DEMAND),
+            &only(&["API_KEY", "REDIS_URL", "CLIENT_ID", "AUTHORIZE_URL"]),
+        );
+        assert_eq!(
+            token.unwrap_err(),
+            ConfigError::Missing(vec!["CLIENT_SECRET", "TOKEN_URL"])
+        );
+        // /callback is the provider's redirect: no API key at all.
+        let callback = read(
+            Uses::CALLBACK.and(Uses::TOKEN_ENDPOINT),
+            &only(&["REDIS_URL", "CLIENT_ID", "CLIENT_SECRET", "TOKEN_URL"]),
+        )
+        .unwrap();
+        assert!(callback.api_keys.is_empty());
+        assert!(read(Uses::KEYS, &only(&["REDIS_URL"])).is_err());
+    }
+
+    #[test]
+    fn every_variable_read_is_listed_once() {
+        let mut names: Vec<&str> = VARIABLES.iter().map(|(name, _)| *name).collect();
+        names.sort_unstable();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "a variable is listed twice");
+        assert_eq!(Uses::ALL.variables().count(), count);
+        assert!(Uses::STORE.variables().all(|name| Uses::KEYS.reads(name)));
     }
 
     #[test]

@@ -39,6 +39,8 @@ const MAX_OWN: LevelFilter = LevelFilter::DEBUG;
 /// The most dependencies log: their DEBUG and TRACE output includes raw payloads.
 const MAX_DEPENDENCIES: LevelFilter = LevelFilter::INFO;
 const OWN_TARGET: &str = env!("CARGO_CRATE_NAME");
+/// The target of the audit trail's lines (`http::audit`), which are the broker's own.
+pub const AUDIT_TARGET: &str = concat!(env!("CARGO_CRATE_NAME"), "::audit");
 
 pub fn init() {
     init_with_writer(std::io::stdout());

@@ -87,6 +87,16 @@ impl Metrics {
         );
     }
 
+    /// A request refused for its key: `missing_key`, `unknown_key`, `key_in_url` or
+    /// `insufficient_scope`. One alarm on the sum catches a burst of guessing.
+    pub fn refused_key(&self, reason: &str) {
+        self.emit(
+            &[&[], &["Reason"]],
+            &[("Reason", reason)],
+            &[("RefusedKeys", "Count", 1.0)],
+        );
+    }
+
     fn emit(&self, dimension_sets: &[&[&str]], properties: &[(&str, &str)], metrics: &[(&str, &str, f64)]) {
         if matches!(self.sink, Sink::Off) {
             return;

@@ -12,6 +12,7 @@ use std::{
 
 use crate::{
     base::{
+        logging::AUDIT_TARGET,
         record::{ConnectionRecord, TokenSet},
         secret::random_urlsafe,
         store::{Expect, Held, Lock, Store, StoreError, Ttl, ttl},
@@ -200,6 +201,8 @@ impl<S> Attempt<'_, S> {
                 "refresh"
             ),
         }
+        // The audit trail's refresh line; the caller's line follows from the route.
+        tracing::info!(target: AUDIT_TARGET, audit = "refresh", connection, outcome = outcome_name, "audit");
         self.app.metrics.refresh(connection, outcome_name);
         if outcome == Outcome::InvalidGrant {
             self.app.metrics.reauthorization_required(connection);

@@ -1,7 +1,7 @@
 //! Local mode's HTTP/1 server: hyper on a TCP listener, each request turned into the same
 //! `lambda_http` request a Lambda function gets and answered by the same route table.
 
-use std::{convert::Infallible, future::Future, sync::Arc, time::Duration, time::Instant};
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration, time::Instant};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Bytes, body::Incoming, server::conn::http1, service::service_fn};
@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::{
     base::store::Store,
     http::{
+        audit,
         error::BrokerError,
         routes::{self, Route},
     },
@@ -37,7 +38,7 @@ pub async fn serve<S: Store + 'static>(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
                         // Out of file descriptors and the like: pause instead of spinning.
@@ -49,7 +50,7 @@ pub async fn serve<S: Store + 'static>(
                 let app = app.clone();
                 let service = service_fn(move |request| {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(handle(&app, request).await) }
+                    async move { Ok::<_, Infallible>(handle(&app, request, peer).await) }
                 });
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -73,14 +74,22 @@ pub async fn serve<S: Store + 'static>(
     Ok(())
 }
 
-async fn handle<S: Store>(app: &App<S>, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+async fn handle<S: Store>(
+    app: &App<S>,
+    request: hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> hyper::Response<Full<Bytes>> {
     let started = Instant::now();
     let method = request.method().clone();
     // The path only: the query of /callback carries the authorization code.
     let path = request.uri().path().to_owned();
     let response = match Route::from_path(&path) {
         Some(route) => match into_lambda_request(request).await {
-            Ok(request) => routes::handle(app, route, request).await,
+            Ok(mut request) => {
+                // The audit trail's caller address, which API Gateway would report on Lambda.
+                request.extensions_mut().insert(audit::Peer(peer));
+                routes::handle(app, route, request).await
+            }
             Err(error) => error.into_json(),
         },
         None => BrokerError::NotFound {

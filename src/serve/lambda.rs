@@ -9,7 +9,14 @@ use lambda_http::{
 use serde_json::Value;
 
 use crate::{
-    base::{aws::secrets, clock::SystemClock, config::Config, logging, store::AnyStore, tls},
+    base::{
+        aws::secrets,
+        clock::SystemClock,
+        config::{Config, Uses},
+        logging,
+        store::AnyStore,
+        tls,
+    },
     http::routes::{self, Route},
     oauth::{app::App, keepalive},
     serve::{InitError, shared_store},
@@ -19,7 +26,7 @@ use crate::{
 /// row holds only its own handler, so only that route's code is linked into the function: a
 /// smaller binary that maps fewer pages at a cold start.
 pub fn run(route: Route<AnyStore>) -> Result<(), Error> {
-    with_app(|app| async move {
+    with_app(route.uses(), |app| async move {
         let mut handler = Adapter::from(service_fn(move |request: Request| async move {
             Ok::<Response<Body>, Infallible>(routes::handle(app, route, request).await)
         }));
@@ -105,7 +112,7 @@ fn uri_safe(text: &str, extra: &[u8]) -> String {
 /// content) runs one pass and returns the per-connection report. A pass that cannot reach the
 /// store fails the invocation, so EventBridge's retry policy applies.
 pub fn run_keepalive() -> Result<(), Error> {
-    with_app(|app| async move {
+    with_app(routes::KEEPALIVE_USES, |app| async move {
         lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
             let report = keepalive::run(app).await.map_err(|error| {
                 tracing::error!(%error, "keep-alive could not run");
@@ -119,7 +126,7 @@ pub fn run_keepalive() -> Result<(), Error> {
 
 /// Builds the shared state once per cold start, then hands it to `serve`. A configuration error
 /// fails the function's init, so a misconfigured function never answers a request.
-fn with_app<F, Fut>(serve: F) -> Result<(), Error>
+fn with_app<F, Fut>(uses: Uses, serve: F) -> Result<(), Error>
 where
     F: FnOnce(&'static App<AnyStore>) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
@@ -129,7 +136,7 @@ where
     // about half the CPU per call of the multi-threaded one.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let app = app_from_env()
+        let app = app_from_env(uses)
             .await
             .inspect_err(|error| tracing::error!(%error, "initialization failed"))?;
         app.store.connect_early();
@@ -142,9 +149,9 @@ where
 /// Where configuration variables come from.
 type Lookup = dyn Fn(&str) -> Option<String>;
 
-/// A function's start-up: configuration from the environment (completed from the Secrets
+/// A function's start-up: the configuration its parts read (`uses`) from the environment (completed from the Secrets
 /// Manager secret named by `SECRETS_ARN`, if any), Redis or DynamoDB as the store.
-async fn app_from_env() -> Result<App<AnyStore>, InitError> {
+async fn app_from_env(uses: Uses) -> Result<App<AnyStore>, InitError> {
     let env = |name: &str| std::env::var(name).ok();
     // One boxed lookup instead of two instances of the generic loader: smaller binary.
     let lookup: Box<Lookup> = match env(secrets::ARN_VAR).filter(|arn| !arn.trim().is_empty()) {
@@ -156,7 +163,7 @@ async fn app_from_env() -> Result<App<AnyStore>, InitError> {
             Box::new(secrets::env_then(fetched, env))
         }
     };
-    let config = Config::from_lookup(lookup)?;
+    let config = Config::for_function(uses, lookup)?;
     let store = shared_store(&config)?;
     Ok(App::new(config, store, Arc::new(SystemClock)))
 }

@@ -343,7 +343,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    async fn from(response: Response<Body>) -> Self {
+    pub async fn from(response: Response<Body>) -> Self {
         let (parts, body) = response.into_parts();
         let body = match body {
             Body::Empty => String::new(),

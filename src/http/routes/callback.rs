@@ -10,7 +10,7 @@ use crate::{
         secret::Secret,
         store::{Expect, Store, StoreError, ttl},
     },
-    http::{error::BrokerError, pages, request, response, routes::Call},
+    http::{audit, error::BrokerError, pages, request, response, routes::Call},
     oauth::{
         app::App,
         authorization::{self, PendingLogin},
@@ -29,7 +29,7 @@ pub async fn callback<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response
         refresh_expires_in = refresh,
         "authorization stored"
     );
-    Ok(if request::prefers_json(call.request) {
+    let mut response = if request::prefers_json(call.request) {
         response::json(
             StatusCode::OK,
             &json!({
@@ -42,7 +42,10 @@ pub async fn callback<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response
         )
     } else {
         response::html(StatusCode::OK, pages::success(&connection, access, refresh))
-    })
+    };
+    // The state named the connection, not the request: the audit line learns it here.
+    response.extensions_mut().insert(audit::Connection(connection));
+    Ok(response)
 }
 
 async fn authorize<S: Store>(app: &App<S>, call: &Call<'_>) -> Result<(String, TokenSet), BrokerError> {
