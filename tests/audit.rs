@@ -7,18 +7,9 @@ mod common;
 
 use common::*;
 use lambda_http::{Request, RequestExt, request::RequestContext};
-use ring::digest::{SHA256, digest};
 use serde_json::Value;
 use token_broker::{base::logging::init_with_writer, http::routes::Route};
-use wiremock::{Mock, ResponseTemplate, matchers};
-
-fn hex(key: &str) -> String {
-    digest(&SHA256, key.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use wiremock::ResponseTemplate;
 
 /// `request` under a request id of its own, so its lines can be told from the others'.
 fn with_id(request: Request, id: &str) -> Request {
@@ -62,7 +53,7 @@ fn each_request_writes_one_audit_line_and_refused_keys_are_counted() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let scoped = format!("monitor:{}:verify", hex("monitor-key"));
+        let scoped = format!("monitor:{}:verify", sha256_hex("monitor-key"));
         let mut h = Harness::with(&[("SCOPED_API_KEYS", &scoped)]).await;
         let metrics = h.capture_metrics();
         provider_answers(
@@ -70,11 +61,7 @@ fn each_request_writes_one_audit_line_and_refused_keys_are_counted() {
             ResponseTemplate::new(200).set_body_json(grant_body("access-new", "refresh-new")),
         )
         .await;
-        Mock::given(matchers::method("POST"))
-            .and(matchers::path(REVOCATION_PATH))
-            .respond_with(ResponseTemplate::new(200))
-            .mount(&h.provider)
-            .await;
+        revocation_answers(&h.provider).await;
 
         // (request id, route, request, action, key, outcome, status)
         let login = h

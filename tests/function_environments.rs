@@ -29,7 +29,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
-use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+use wiremock::MockServer;
 
 /// One function as the template deploys it.
 #[derive(Debug)]
@@ -333,11 +333,7 @@ async fn each_function_starts_and_works_with_exactly_its_template_environment() 
 
     let provider = MockServer::start().await;
     SequencedProvider::mount(&provider, vec![Duration::ZERO]).await;
-    Mock::given(matchers::method("POST"))
-        .and(matchers::path(REVOCATION_PATH))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&provider)
-        .await;
+    revocation_answers(&provider).await;
     dynamodb_store(Duration::from_secs(5)).await;
     let (proxy, seen) = recording_proxy().await;
     let values = parameter_values(&provider, &unique_prefix());

@@ -108,11 +108,7 @@ async fn stocked() -> Harness {
         ResponseTemplate::new(200).set_body_json(grant_body("access-1", "refresh-1")),
     )
     .await;
-    Mock::given(matchers::method("POST"))
-        .and(matchers::path(REVOCATION_PATH))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&h.provider)
-        .await;
+    revocation_answers(&h.provider).await;
     h
 }
 

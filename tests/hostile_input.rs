@@ -118,11 +118,7 @@ async fn provider_grants_and_revokes<S>(h: &Harness<S>, access: &str, refresh: &
         ResponseTemplate::new(200).set_body_json(grant_body(access, refresh)),
     )
     .await;
-    Mock::given(matchers::method("POST"))
-        .and(matchers::path(REVOCATION_PATH))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&h.provider)
-        .await;
+    revocation_answers(&h.provider).await;
 }
 
 /// Every record under the harness's prefix (tokens and login states), with its generation.

@@ -5,29 +5,20 @@
 mod common;
 
 use common::*;
-use ring::digest::{SHA256, digest};
 use token_broker::http::routes::Route;
 use wiremock::ResponseTemplate;
 
 const ACTIONS: [&str; 5] = ["login", "token", "verify", "revoke", "import"];
-
-fn hex(key: &str) -> String {
-    digest(&SHA256, key.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// One key per action (`only-<action>`, presented as `key-for-<action>`), one that may take
 /// tokens of `lab-1` alone, and one that may see `default` and `lab-1`.
 fn scoped_keys() -> String {
     let mut entries: Vec<String> = ACTIONS
         .iter()
-        .map(|action| format!("only-{action}:{}:{action}", hex(&format!("key-for-{action}"))))
+        .map(|action| format!("only-{action}:{}:{action}", sha256_hex(&format!("key-for-{action}"))))
         .collect();
-    entries.push(format!("ci-lab-1:{}:token:lab-1", hex("ci-key")));
-    entries.push(format!("watch-two:{}:verify:default,lab-1", hex("watch-key")));
+    entries.push(format!("ci-lab-1:{}:token:lab-1", sha256_hex("ci-key")));
+    entries.push(format!("watch-two:{}:verify:default,lab-1", sha256_hex("watch-key")));
     entries.join(";")
 }
 

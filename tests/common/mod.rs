@@ -394,6 +394,24 @@ pub fn grant_body(access: &str, refresh: &str) -> Value {
     })
 }
 
+/// The provider's revocation endpoint, accepting every revocation.
+pub async fn revocation_answers(server: &MockServer) {
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path(REVOCATION_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(server)
+        .await;
+}
+
+/// A key's SHA-256 digest in hex, as `API_KEY_SHA256S` and `SCOPED_API_KEYS` take it.
+pub fn sha256_hex(key: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub async fn provider_answers(server: &MockServer, response: ResponseTemplate) {
     Mock::given(matchers::method("POST"))
         .and(matchers::path(TOKEN_PATH))
