@@ -19,7 +19,7 @@ use lambda_http::{
 use token_broker::{
     base::api_keys::ApiKeys,
     base::presets::RefreshLifetime,
-    base::record::{ConnectionRecord, Grant, TokenSet},
+    base::record::{ConnectionRecord, Grant, Health, TokenSet},
     base::sealing::{self, Sealer},
     base::secret::Secret,
     http::error::BrokerError,
@@ -380,8 +380,21 @@ fn store_grant(grant: Grant) {
 /// and decode to the same record.
 ///
 /// The same bytes are also read the way a store with encryption at rest reads them (opened, then
-/// decoded): that must not panic either, and every record must survive sealing and opening.
+/// decoded), and the way `/verify` without the key reads them (the clear part, as a health):
+/// that must not panic either, and every record must survive sealing and opening.
 pub fn stored_record(data: &[u8]) {
+    match sealing::clear_part(data) {
+        Ok(Some(clear)) => match Health::decode(clear) {
+            Ok(health) => assert_eq!(
+                Health::decode(&health.encode()).ok(),
+                Some(health),
+                "a health changed in a round trip"
+            ),
+            Err(error) => render(BrokerError::from(error), true),
+        },
+        Ok(None) => {}
+        Err(error) => render(BrokerError::from(error), true),
+    }
     match ConnectionRecord::decode(data) {
         Ok(record) => check_round_trip(&record),
         Err(error) => render(BrokerError::from(error), true),
@@ -411,7 +424,15 @@ fn check_round_trip(record: &ConnectionRecord) {
     assert_eq!(&decoded, record, "a record changed in an encode/decode round trip");
     assert_eq!(decoded.encode(), encoded, "encoding is not stable");
     let sealer = sealing_sealer();
-    let sealed = sealer.seal(STORE_KEY, encoded.clone()).expect("a record seals");
+    let health = record.health().encode();
+    let sealed = sealer
+        .seal(STORE_KEY, &health, encoded.clone())
+        .expect("a record seals");
+    assert_eq!(
+        sealing::clear_part(&sealed).ok().flatten(),
+        Some(&health[..]),
+        "the clear part is not the health"
+    );
     let opened = sealer.open(STORE_KEY, sealed).expect("a sealed record opens");
     assert_eq!(opened, encoded, "sealing changed a record");
 }

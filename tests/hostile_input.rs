@@ -1626,8 +1626,13 @@ fn encryption_key(fill: u8) -> String {
 }
 
 fn sealed(fill: u8, store_key: &str, plaintext: Vec<u8>) -> Vec<u8> {
+    sealed_beside(fill, store_key, b"", plaintext)
+}
+
+/// Sealed with `clear` as the part readable without the key.
+fn sealed_beside(fill: u8, store_key: &str, clear: &[u8], plaintext: Vec<u8>) -> Vec<u8> {
     let key = parse_key(&encryption_key(fill)).unwrap();
-    Sealer::new(&[key]).seal(store_key, plaintext).unwrap()
+    Sealer::new(&[key]).seal(store_key, clear, plaintext).unwrap()
 }
 
 /// Records the broker cannot read under `store_key`, each with a name. With encryption on
@@ -1662,8 +1667,39 @@ fn unreadable_records(store_key: &str, encryption: Option<u8>) -> Vec<(&'static 
         ("256 KiB of zeros", vec![0u8; 256 * 1024]),
     ];
     let Some(fill) = encryption else {
-        plain.push(("a sealed-looking blob", [&b"TBX1"[..], &[7u8; 60]].concat()));
-        plain.push(("a record sealed by some key", sealed(3, store_key, active)));
+        // A function without the key reads the clear part of a sealed record; none of these has
+        // a health in it.
+        let health = br#"{"format":1,"status":"active","access_expires_at":1,"refresh_expires_at":2,"issued_at":0}"#;
+        let mut overlong = sealed_beside(3, store_key, health, active.clone());
+        overlong[20..22].copy_from_slice(&u16::MAX.to_be_bytes());
+        plain.extend([
+            ("a sealed-looking blob", [&b"TBX1"[..], &[7u8; 60]].concat()),
+            (
+                "a sealed-looking blob of the new layout",
+                [&b"TBX2"[..], &[7u8; 60]].concat(),
+            ),
+            ("a record sealed by some key", sealed(3, store_key, active.clone())),
+            (
+                "a sealed record whose clear part is no health",
+                sealed_beside(3, store_key, b"\xff{not json", active.clone()),
+            ),
+            (
+                "a sealed record whose clear part is of a newer format",
+                sealed_beside(
+                    3,
+                    store_key,
+                    &String::from_utf8_lossy(health)
+                        .replace("\"format\":1", "\"format\":2")
+                        .into_bytes(),
+                    active.clone(),
+                ),
+            ),
+            ("a clear part longer than the record", overlong),
+            (
+                "a record sealed by an earlier version",
+                [&b"TBX1"[..], &sealed(3, store_key, active)[4..]].concat(),
+            ),
+        ]);
         return plain;
     };
     // With encryption on, each of the above arrives sealed with the right key, and still cannot

@@ -104,11 +104,45 @@ pub enum ConnectionRecord {
     },
 }
 
+/// What `/verify` reports of a connection: its record without the tokens. A sealed record carries
+/// it in clear beside the ciphertext (see [`crate::base::sealing`]), so that a function without
+/// the encryption key can report health and nothing else.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Health {
+    Active {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        access_expires_at: i64,
+        refresh_expires_at: i64,
+        issued_at: i64,
+    },
+    ReauthorizationRequired {
+        reason: String,
+        since: i64,
+    },
+}
+
 #[derive(Serialize, Deserialize)]
-struct Envelope {
+struct Envelope<T> {
     format: u32,
     #[serde(flatten)]
-    record: ConnectionRecord,
+    record: T,
+}
+
+fn encode<T: Serialize>(record: T) -> Vec<u8> {
+    serde_json::to_vec(&Envelope { format: FORMAT, record }).expect("a record always serializes")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeError> {
+    // serde_json's messages quote at most a few characters of input, never whole values, but
+    // a token could still be quoted in part: keep only the position.
+    let envelope: Envelope<T> = serde_json::from_slice(bytes)
+        .map_err(|e| DecodeError(format!("not a valid record (line {}, column {})", e.line(), e.column())))?;
+    if envelope.format != FORMAT {
+        return Err(DecodeError(format!("unsupported format {}", envelope.format)));
+    }
+    Ok(envelope.record)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,22 +157,36 @@ impl DecodeError {
 
 impl ConnectionRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let envelope = Envelope {
-            format: FORMAT,
-            record: self.clone(),
-        };
-        serde_json::to_vec(&envelope).expect("a record always serializes")
+        encode(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        // serde_json's messages quote at most a few characters of input, never whole values, but
-        // a token could still be quoted in part: keep only the position.
-        let envelope: Envelope = serde_json::from_slice(bytes)
-            .map_err(|e| DecodeError(format!("not a valid record (line {}, column {})", e.line(), e.column())))?;
-        if envelope.format != FORMAT {
-            return Err(DecodeError(format!("unsupported format {}", envelope.format)));
+        decode(bytes)
+    }
+
+    pub fn health(&self) -> Health {
+        match self {
+            Self::Active(tokens) => Health::Active {
+                scope: tokens.scope.clone(),
+                access_expires_at: tokens.access_expires_at,
+                refresh_expires_at: tokens.refresh_expires_at,
+                issued_at: tokens.issued_at,
+            },
+            Self::ReauthorizationRequired { reason, since } => Health::ReauthorizationRequired {
+                reason: reason.clone(),
+                since: *since,
+            },
         }
-        Ok(envelope.record)
+    }
+}
+
+impl Health {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(bytes)
     }
 }
 
@@ -223,6 +271,29 @@ mod tests {
         ] {
             assert_eq!(ConnectionRecord::decode(&record.encode()).unwrap(), record);
         }
+    }
+
+    #[test]
+    fn health_is_the_record_without_its_tokens() {
+        let record = active();
+        let health = record.health();
+        let encoded = String::from_utf8(health.encode()).unwrap();
+        assert!(
+            !encoded.contains("\"at\"") && !encoded.contains("\"rt\"") && !encoded.contains("token\""),
+            "{encoded}"
+        );
+        assert_eq!(Health::decode(encoded.as_bytes()).unwrap(), health);
+        let Health::Active {
+            access_expires_at,
+            refresh_expires_at,
+            ..
+        } = health
+        else {
+            unreachable!()
+        };
+        assert_eq!((access_expires_at, refresh_expires_at), (1_800, 7_776_000));
+        // A health header is no record: it holds nothing to serve.
+        assert!(ConnectionRecord::decode(&record.health().encode()).is_err());
     }
 
     #[test]

@@ -8,8 +8,8 @@ use crate::{
         config::Config,
         layout::Layout,
         metrics::Metrics,
-        record::{ConnectionRecord, DecodeError},
-        sealing::Sealer,
+        record::{ConnectionRecord, DecodeError, Health},
+        sealing::{Sealer, clear_part},
         secret::Fault,
         store::Store,
     },
@@ -51,9 +51,25 @@ impl<S: Store> App<S> {
         }
     }
 
-    /// A connection record as stored under `key`: encoded, and sealed when encryption is on.
+    /// A connection record as stored under `key`: encoded, and sealed when encryption is on, with
+    /// its health readable beside it.
     pub fn seal_record(&self, key: &str, record: &ConnectionRecord) -> Result<Vec<u8>, Fault> {
-        self.sealer.seal(key, record.encode())
+        self.sealer.seal(key, &record.health().encode(), record.encode())
+    }
+
+    /// The health of the connection record stored under `key`. A function with the encryption
+    /// key opens the whole record; one without reads what is stored in clear beside it, which it
+    /// cannot authenticate: whoever can write to the store could make it report a connection
+    /// healthy, but could as well delete the record, and the functions that serve tokens refuse
+    /// a record whose clear part was changed.
+    pub fn health_of(&self, key: &str, data: Vec<u8>) -> Result<Health, DecodeError> {
+        if self.sealer.is_enabled() {
+            return Ok(self.open_record(key, data)?.health());
+        }
+        match clear_part(&data)? {
+            Some(clear) => Health::decode(clear),
+            None => Ok(ConnectionRecord::decode(&data)?.health()),
+        }
     }
 
     /// The connection record stored under `key`.

@@ -73,6 +73,7 @@ pub async fn start<S: Store>(app: &App<S>, connection: &str, redirect_uri: &str)
     // The verifier is a secret too: sealed like the tokens when encryption is on.
     let record = app.sealer.seal(
         &key,
+        b"",
         serde_json::to_vec(&pending).expect("a pending login always serializes"),
     )?;
     app.store.write(&key, Expect::Any, &record, ttl(lifetime)).await?;

@@ -52,6 +52,9 @@ pub struct ConnectionReport {
     pub refresh_token_expires_in: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The record was rewritten under the current encryption key and layout.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resealed: bool,
 }
 
 impl ConnectionReport {
@@ -61,6 +64,7 @@ impl ConnectionReport {
             outcome,
             refresh_token_expires_in: left,
             detail,
+            resealed: false,
         }
     }
 
@@ -110,12 +114,38 @@ pub async fn run<S: Store>(app: &App<S>) -> Result<Report, StoreError> {
                 connection = name,
                 outcome = outcome.as_str(),
                 refresh_token_expires_in = report.refresh_token_expires_in,
+                resealed = report.resealed,
                 "keep-alive"
             ),
         }
         connections.push(report);
     }
     Ok(Report { connections })
+}
+
+/// `report`, after rewriting the record if it is `stale`: sealed in an earlier layout or under a
+/// key that is no longer the current one. A refreshed record needs no rewrite, the refresh wrote
+/// it; one not due is rewritten here, so a key rotation completes within one pass.
+async fn resealed<S: Store>(
+    app: &App<S>,
+    name: &str,
+    stale: bool,
+    generation: u64,
+    record: &ConnectionRecord,
+    mut report: ConnectionReport,
+) -> ConnectionReport {
+    if !stale {
+        return report;
+    }
+    match refresh::reseal(app, name, generation, record).await {
+        Ok(done) => report.resealed = done,
+        Err(error) => tracing::warn!(
+            connection = name,
+            error = error.description(),
+            "keep-alive: could not rewrite the record under the current key; will try again next run"
+        ),
+    }
+    report
 }
 
 async fn keep_alive<S: Store>(app: &App<S>, name: &str) -> ConnectionReport {
@@ -128,10 +158,17 @@ async fn keep_alive<S: Store>(app: &App<S>, name: &str) -> ConnectionReport {
         Ok(None) => return needs_login(None, "no tokens stored".into()),
         Err(error) => return failed(error.into()),
     };
-    let tokens = match app.open_record(&key, stored.data) {
-        Ok(ConnectionRecord::Active(tokens)) => tokens,
-        Ok(ConnectionRecord::ReauthorizationRequired { reason, .. }) => return needs_login(None, reason),
+    let stale = !app.sealer.is_current(&stored.data);
+    let record = match app.open_record(&key, stored.data) {
+        Ok(record) => record,
         Err(error) => return failed(error.into()),
+    };
+    let tokens = match &record {
+        ConnectionRecord::Active(tokens) => tokens.clone(),
+        ConnectionRecord::ReauthorizationRequired { reason, .. } => {
+            let report = needs_login(None, reason.clone());
+            return resealed(app, name, stale, stored.generation, &record, report).await;
+        }
     };
     let now = app.clock.now();
     let left = tokens.refresh_valid_for(now);
@@ -139,7 +176,8 @@ async fn keep_alive<S: Store>(app: &App<S>, name: &str) -> ConnectionReport {
         return needs_login(Some(0), "the refresh token has expired".into());
     }
     if left > app.config.keepalive_window.as_secs() as i64 {
-        return ConnectionReport::new(name, Outcome::NotDue, Some(left), None);
+        let report = ConnectionReport::new(name, Outcome::NotDue, Some(left), None);
+        return resealed(app, name, stale, stored.generation, &record, report).await;
     }
     // Demand a pair other than the one inspected: a refresh by anyone since then satisfies it,
     // so a concurrent `/token` refresh is not followed by a second one. (Every refresh issues a

@@ -100,6 +100,45 @@ pub async fn access_token<S: Store>(
     }
 }
 
+/// Rewrites a record that is not sealed as a write now would seal it (an earlier layout, or a
+/// key no longer the current one) without changing what it holds. It takes the refresh lock, so
+/// it can neither undo nor be undone by a refresh in flight. `false`: someone else held the lock
+/// or wrote first, and their write is sealed as it should be anyway.
+pub async fn reseal<S: Store>(
+    app: &App<S>,
+    connection: &str,
+    generation: u64,
+    record: &ConnectionRecord,
+) -> Result<bool, FlowError> {
+    let key = app.keys.tokens(connection);
+    let lock_key = app.keys.refresh_lock(connection);
+    let data = app.seal_record(&key, record)?;
+    let lives = match record {
+        ConnectionRecord::Active(tokens) => ttl(tokens.refresh_valid_for(app.clock.now())),
+        ConnectionRecord::ReauthorizationRequired { .. } => None,
+    };
+    let owner = random_urlsafe(16)?;
+    let lock = Held {
+        key: &lock_key,
+        owner: &owner,
+    };
+    if app.store.lock_if_current(lock, lock_ttl(app), &key, generation).await? != Lock::Taken {
+        return Ok(false);
+    }
+    match app
+        .store
+        .write_unlocking(&key, Expect::Generation(generation), &data, lives, lock)
+        .await
+    {
+        Ok(written) => Ok(written.is_some()),
+        Err(error) => {
+            // Nobody retries a rewrite: waiting refreshes should not wait out the lock.
+            let _ = app.store.unlock(&lock_key, &owner).await;
+            Err(error.into())
+        }
+    }
+}
+
 /// The refresh lock while a caller holds it, and whether a write has released it yet.
 struct Hold<'a> {
     lock: Held<'a>,

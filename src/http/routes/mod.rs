@@ -86,15 +86,17 @@ pub struct Route<S> {
 /// The table. A row's handler is a closure so that the row can be a constant: a Lambda function
 /// names its one row and links only that route's code.
 /// `reads` is what the route's function reads of the configuration beside the store (and the
-/// keys, on a route with a key check): only what its handler does.
+/// keys, on a route with a key check): only what its handler does. Every route but `/verify`
+/// opens or seals records and so reads the encryption keys; `/verify` reads what a sealed record
+/// keeps in clear.
 #[rustfmt::skip]
 impl<S: Store> Route<S> {
-    pub const LOGIN: Self =    Self::row("/login",    "GET, POST", Access::KeyOrForm, Some(Action::Login),  Errors::Json, Uses::LOGIN,                                   |a, c| Box::pin(login::login(a, c)));
-    pub const CALLBACK: Self = Self::row("/callback", "GET",       Access::Open,      None,                 Errors::Page, Uses::CALLBACK.and(Uses::TOKEN_ENDPOINT),      |a, c| Box::pin(callback::callback(a, c)));
-    pub const TOKEN: Self =    Self::row("/token",    "GET",       Access::Key,       Some(Action::Token),  Errors::Json, Uses::TOKEN_ENDPOINT.and(Uses::ON_DEMAND),     |a, c| Box::pin(token::token(a, c)));
-    pub const VERIFY: Self =   Self::row("/verify",   "GET",       Access::Key,       Some(Action::Verify), Errors::Json, Uses::STORE,                                   |a, c| Box::pin(verify::verify(a, c)));
-    pub const REVOKE: Self =   Self::row("/revoke",   "POST",      Access::Key,       Some(Action::Revoke), Errors::Json, Uses::REVOCATION,                              |a, c| Box::pin(revoke::revoke(a, c)));
-    pub const IMPORT: Self =   Self::row("/import",   "POST",      Access::Key,       Some(Action::Import), Errors::Json, Uses::TOKEN_ENDPOINT,                          |a, c| Box::pin(import::import(a, c)));
+    pub const LOGIN: Self =    Self::row("/login",    "GET, POST", Access::KeyOrForm, Some(Action::Login),  Errors::Json, Uses::LOGIN.and(Uses::SEALING),                               |a, c| Box::pin(login::login(a, c)));
+    pub const CALLBACK: Self = Self::row("/callback", "GET",       Access::Open,      None,                 Errors::Page, Uses::CALLBACK.and(Uses::TOKEN_ENDPOINT).and(Uses::SEALING),  |a, c| Box::pin(callback::callback(a, c)));
+    pub const TOKEN: Self =    Self::row("/token",    "GET",       Access::Key,       Some(Action::Token),  Errors::Json, Uses::TOKEN_ENDPOINT.and(Uses::ON_DEMAND).and(Uses::SEALING), |a, c| Box::pin(token::token(a, c)));
+    pub const VERIFY: Self =   Self::row("/verify",   "GET",       Access::Key,       Some(Action::Verify), Errors::Json, Uses::STORE,                                                  |a, c| Box::pin(verify::verify(a, c)));
+    pub const REVOKE: Self =   Self::row("/revoke",   "POST",      Access::Key,       Some(Action::Revoke), Errors::Json, Uses::REVOCATION.and(Uses::SEALING),                          |a, c| Box::pin(revoke::revoke(a, c)));
+    pub const IMPORT: Self =   Self::row("/import",   "POST",      Access::Key,       Some(Action::Import), Errors::Json, Uses::TOKEN_ENDPOINT.and(Uses::SEALING),                      |a, c| Box::pin(import::import(a, c)));
 }
 
 /// What the scheduled keep-alive function reads of the configuration.
@@ -121,13 +123,12 @@ impl<S: Store> Route<S> {
         }
     }
 
-    /// What this route's function reads of the configuration: its own part, the keys where it
-    /// checks them, and the sealing keys, since every route reads or writes stored records.
+    /// What this route's function reads of the configuration: its own part, and the keys where
+    /// it checks them.
     pub const fn uses(&self) -> Uses {
-        let own = self.reads.and(Uses::SEALING);
         match self.access {
-            Access::Open => own,
-            Access::Key | Access::KeyOrForm => own.and(Uses::KEYS),
+            Access::Open => self.reads,
+            Access::Key | Access::KeyOrForm => self.reads.and(Uses::KEYS),
         }
     }
 

@@ -4,6 +4,9 @@
 //! next `/token` call refreshes). 404: no usable refresh token; a person must log in again.
 //! Without `?connection=`, the answer is the default connection's, and the body also lists every
 //! connection, so existing monitors keep working and operators see everything in one call.
+//!
+//! It reads a connection's health, never its tokens: deployed, its function has no encryption key
+//! and reads what a sealed record keeps in clear ([`App::health_of`]).
 
 use lambda_http::{Body, Response, http::StatusCode};
 use serde_json::{Value, json};
@@ -11,7 +14,7 @@ use serde_json::{Value, json};
 use crate::{
     base::{
         connection,
-        record::ConnectionRecord,
+        record::Health,
         store::{Store, Versioned},
     },
     http::{error::BrokerError, request, response, routes::Call},
@@ -80,9 +83,9 @@ fn describe<S: Store>(
     stored: Option<Versioned>,
 ) -> Result<(StatusCode, Value), BrokerError> {
     let key = app.keys.tokens(connection);
-    let record = stored.map(|s| app.open_record(&key, s.data)).transpose()?;
+    let health = stored.map(|s| app.health_of(&key, s.data)).transpose()?;
     let now = app.clock.now();
-    let (status, mut body) = match record {
+    let (status, mut body) = match health {
         None => (
             StatusCode::NOT_FOUND,
             json!({
@@ -91,7 +94,7 @@ fn describe<S: Store>(
                 "status": "not_authorized",
             }),
         ),
-        Some(ConnectionRecord::ReauthorizationRequired { reason, since }) => (
+        Some(Health::ReauthorizationRequired { reason, since }) => (
             StatusCode::NOT_FOUND,
             json!({
                 "error": "reauthorization_required",
@@ -101,9 +104,14 @@ fn describe<S: Store>(
                 "since": since,
             }),
         ),
-        Some(ConnectionRecord::Active(tokens)) => {
-            let access = tokens.access_valid_for(now);
-            let refresh = tokens.refresh_valid_for(now);
+        Some(Health::Active {
+            scope,
+            access_expires_at,
+            refresh_expires_at,
+            issued_at,
+        }) => {
+            let access = access_expires_at - now;
+            let refresh = refresh_expires_at - now;
             let (status, mut body) = if refresh <= 0 {
                 (
                     StatusCode::NOT_FOUND,
@@ -119,11 +127,11 @@ fn describe<S: Store>(
                 (StatusCode::OK, json!({"status": "valid"}))
             };
             body["access_token_expires_in"] = json!(access.max(0));
-            body["access_token_expires_at"] = json!(tokens.access_expires_at);
+            body["access_token_expires_at"] = json!(access_expires_at);
             body["refresh_token_expires_in"] = json!(refresh.max(0));
-            body["refresh_token_expires_at"] = json!(tokens.refresh_expires_at);
-            body["issued_at"] = json!(tokens.issued_at);
-            body["scope"] = json!(tokens.scope);
+            body["refresh_token_expires_at"] = json!(refresh_expires_at);
+            body["issued_at"] = json!(issued_at);
+            body["scope"] = json!(scope);
             (status, body)
         }
     };
