@@ -54,6 +54,8 @@ for f in $functions; do bins+=(--bin "$f"); done
 
 echo "bench: building the functions ($profile)" >&2
 cargo build --profile "$profile" --locked "${bins[@]}"
+echo "bench: building the key-list example ($profile)" >&2
+cargo build --profile "$profile" --locked --example key_list
 echo "bench: building the bench and the hello-world baseline ($profile)" >&2
 CARGO_TARGET_DIR=$bench_target cargo build --manifest-path bench/Cargo.toml --profile "$profile" --locked \
   -p token-broker-bench -p bench-baseline
@@ -184,4 +186,5 @@ exec "$bench_target/$out/token-broker-bench" \
   --events events \
   --profile "$profile_note" \
   --work "$work" \
+  --key-list "target/$out/examples/key_list" \
   "${extra[@]}"

@@ -155,15 +155,29 @@ impl ApiKeys {
     /// `name:sha256:actions[:connections]`, with the actions (or `all`) and the connections
     /// comma-separated.
     pub fn with_scoped(mut self, entries: &str) -> Result<Self, KeyConfigError> {
-        let mut names: HashSet<String> = self.by_digest.values().map(|key| key.name.clone()).collect();
-        let entries = entries
-            .split([';', '\n'])
-            .map(str::trim)
-            .filter(|entry| !entry.is_empty());
-        for (index, entry) in entries.enumerate() {
+        let entries = || {
+            entries
+                .split([';', '\n'])
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+        };
+        // Sized once: a list of hundreds of keys is read at every cold start.
+        let count = entries().count();
+        self.by_digest.reserve(count);
+        let mut names: HashSet<&str> = HashSet::with_capacity(count);
+        // The names of the unscoped keys (`API_KEY` and its relatives): a few.
+        let unscoped: Vec<String> = self.by_digest.values().map(|key| key.name.clone()).collect();
+        let unscoped: Vec<&str> = unscoped.iter().map(String::as_str).collect();
+        for (index, entry) in entries().enumerate() {
             let at = index + 1;
-            let parts: Vec<&str> = entry.split(':').map(str::trim).collect();
-            if !(3..=4).contains(&parts.len()) {
+            let mut fields = entry.split(':').map(str::trim);
+            let mut parts = [""; 4];
+            let mut found = 0;
+            for field in fields.by_ref().take(4) {
+                parts[found] = field;
+                found += 1;
+            }
+            if !(3..=4).contains(&found) || fields.next().is_some() {
                 return Err(KeyConfigError::Shape(at));
             }
             let name = parts[0];
@@ -182,9 +196,9 @@ impl ApiKeys {
                         .bit(),
                 };
             }
-            let connections = match parts.get(3) {
-                None => None,
-                Some(list) => {
+            let connections = match parts[3] {
+                _ if found == 3 => None,
+                list => {
                     let names: Vec<String> = list.split(',').map(|c| c.trim().to_owned()).collect();
                     if names.iter().any(|c| connection::validate(c).is_err()) {
                         return Err(KeyConfigError::Connections(at, name.into()));
@@ -192,7 +206,7 @@ impl ApiKeys {
                     Some(names)
                 }
             };
-            if !names.insert(name.to_owned()) {
+            if !names.insert(name) || unscoped.contains(&name) {
                 return Err(KeyConfigError::DuplicateName(at, name.into()));
             }
             if self.by_digest.contains_key(&digest) {
@@ -340,6 +354,19 @@ mod tests {
             assert_eq!(error, expected, "{entries}");
             assert!(!error.to_string().contains(&good), "{error}");
         }
+        assert_eq!(
+            ApiKeys::new(&[], vec![])
+                .with_scoped(&format!("ci:{good}:token:lab-1:extra"))
+                .unwrap_err(),
+            KeyConfigError::Shape(1)
+        );
+        // Nor can a scoped key take the name an unscoped one goes by in the logs.
+        assert_eq!(
+            ApiKeys::new(&["plain"], vec![])
+                .with_scoped(&format!("API_KEY:{good}:verify"))
+                .unwrap_err(),
+            KeyConfigError::DuplicateName(1, "API_KEY".into())
+        );
         // The plain key of an unscoped setting cannot come back with a scope.
         let error = ApiKeys::new(&["k"], vec![])
             .with_scoped(&format!("x:{good}:verify"))

@@ -133,6 +133,8 @@ struct Args {
     variants: Vec<(String, PathBuf)>,
     /// Today's `token` for the runs the alternatives are compared with (default: in `bin_dir`).
     today_token: Option<PathBuf>,
+    /// The `key_list` example: the `/token` route with 10,000 keys, in one process.
+    key_list: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -166,6 +168,7 @@ fn parse_args() -> Result<Args, String> {
         profile: take("profile").unwrap_or_else(|| "release".to_owned()),
         work: required(take("work"), "work")?.into(),
         today_token: take("today-token").map(PathBuf::from),
+        key_list: take("key-list").map(PathBuf::from),
         variants: take("variants")
             .unwrap_or_default()
             .split_whitespace()
@@ -315,7 +318,13 @@ pub struct Results {
     pub notes: Vec<String>,
     /// Alternatives measured against today's code, in the order they are reported.
     pub comparisons: Vec<Comparison>,
+    /// What the `key_list` example wrote: the configuration read and the warm `/token` route with
+    /// one key and with many.
+    pub key_list: Option<serde_json::Value>,
 }
+
+/// Keys the `key_list` example configures: more than any deployment can hold.
+pub const KEY_LIST_KEYS: usize = 10_000;
 
 /// A run of an alternative: its name, its environment, the run of today's code it replaces, and
 /// what it does.
@@ -738,8 +747,13 @@ async fn run(args: &Args) -> Result<Results, String> {
         }
         redis.timed_hmget(&record_key).await?;
     }
-    for _ in 0..plan.token_rounds {
-        for (label, running, event, warm) in &mut group {
+    for round in 0..plan.token_rounds {
+        // Every other round in reverse, so that no run always follows the same one.
+        let mut order: Vec<_> = group.iter_mut().collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (label, running, event, warm) in order {
             let cpu_before = running.cpu_time();
             for _ in 0..plan.token_calls_per_round {
                 let call = running.invoke(event).await?;
@@ -768,6 +782,32 @@ async fn run(args: &Args) -> Result<Results, String> {
         running.stop().await;
         results.warm.insert(label, warm);
     }
+    // The `/token` route with many keys, in one process of its own (see examples/key_list.rs).
+    if let Some(example) = &args.key_list {
+        eprintln!("bench: the /token route with {KEY_LIST_KEYS} keys");
+        let out = args.work.join("key-list.json");
+        let status = tokio::process::Command::new(example)
+            .args([
+                KEY_LIST_KEYS.to_string(),
+                plan.token_rounds.to_string(),
+                plan.token_calls_per_round.to_string(),
+                args.events.join("token.json").display().to_string(),
+                out.display().to_string(),
+            ])
+            .envs(broker_env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .map_err(|e| format!("{}: {e}", example.display()))?;
+        let report = std::fs::read(&out)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        match report {
+            Some(report) if status.success() => results.key_list = Some(report),
+            _ => results.problems.push(format!("key_list failed ({status})")),
+        }
+    }
+
     // Every other function on its own; login last, as its pending logins stay in Redis for
     // minutes and would lengthen the key scans of the others.
     let mut others: Vec<_> = runs

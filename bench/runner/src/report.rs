@@ -319,6 +319,38 @@ pub fn render(args: &Args, r: &Results) -> String {
                 .ratio(ratio(micros(keys.p50), micros(token.p50))),
         );
     }
+    if let Some(list) = &r.key_list {
+        let figure = |field: &str, which: &str| list[field][which].as_f64();
+        let keys = thousands(crate::KEY_LIST_KEYS);
+        if let (Some(many), Some(one)) = (figure("config_us", "many"), figure("config_us", "one")) {
+            rows.push(
+                row(
+                    format!("Reading `token`'s configuration with {keys} scoped keys (in one process)"),
+                    format!(
+                        "{:.2} ms, {:.2} µs a key",
+                        many / 1e3,
+                        (many - one) / crate::KEY_LIST_KEYS as f64
+                    ),
+                )
+                .baseline(format!("with one key {one:.0} µs")),
+            );
+        }
+        for (field, name) in [("p50_us", "p50"), ("p99_us", "p99")] {
+            let (Some(many), Some(one)) = (figure(field, "many"), figure(field, "one")) else {
+                continue;
+            };
+            let mut line = row(
+                format!("The `/token` route {name} with {keys} scoped keys (in one process, Redis read included)"),
+                format!("{many:.0} µs"),
+            )
+            .baseline(format!("with one key {one:.0} µs"))
+            .ratio(ratio(many, one));
+            if name == "p50" {
+                line = line.target("≤ 1.05×", ratio(many, one).map(|r| r <= 1.05));
+            }
+            rows.push(line);
+        }
+    }
     if let Some(raw) = &raw {
         rows.push(row(
             "Raw `HMGET` of the same record from the bench (same client crate)",
