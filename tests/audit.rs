@@ -122,6 +122,15 @@ fn each_request_writes_one_audit_line_and_refused_keys_are_counted() {
                 401,
             ),
             (
+                "r-import",
+                Route::IMPORT,
+                keyed("import", API_KEY),
+                "import",
+                "API_KEY",
+                "ok",
+                200,
+            ),
+            (
                 "r-revoke",
                 Route::REVOKE,
                 keyed("revoke", API_KEY),
@@ -200,6 +209,7 @@ fn each_request_writes_one_audit_line_and_refused_keys_are_counted() {
                 CODE,
                 "access-new",
                 "refresh-new",
+                "imported-refresh-token",
                 &state,
             ] {
                 assert!(!text.contains(secret), "{secret} in {text}");

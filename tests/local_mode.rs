@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::{process::*, *};
-use wiremock::MockServer;
+use wiremock::{MockServer, ResponseTemplate};
 
 fn free_port() -> u16 {
     closed_port()
@@ -512,38 +512,88 @@ async fn a_mismatched_or_unreachable_issuer_stops_local_mode_before_it_opens_the
     assert!(String::from_utf8_lossy(&output.stderr).contains("could not be fetched"));
 }
 
+/// Every action against a key for each action, over HTTP: the key's own action gives the route's
+/// usual answer, every other action 403 with nothing changed, an unknown key 401.
 #[tokio::test]
-async fn scoped_keys_hold_over_http_in_local_mode() {
+async fn every_action_and_scope_holds_over_http_in_local_mode() {
+    const ACTIONS: [&str; 5] = ["login", "token", "verify", "revoke", "import"];
     let provider = MockServer::start().await;
-    let dir = data_dir("scoped");
+    provider_answers(
+        &provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("access-new", "refresh-new")),
+    )
+    .await;
+    revocation_answers(&provider).await;
+    let dir = data_dir("scope-matrix");
     let mut env = local_env(&provider, free_port(), &dir);
-    let digest: String = ring::digest::digest(&ring::digest::SHA256, b"monitor-key")
-        .as_ref()
+    env.push(("REVOCATION_URL".into(), format!("{}{REVOCATION_PATH}", provider.uri())));
+    let entries: Vec<String> = ACTIONS
         .iter()
-        .map(|b| format!("{b:02x}"))
+        .map(|action| format!("only-{action}:{}:{action}", sha256_hex(&format!("key-for-{action}"))))
         .collect();
-    env.push(("SCOPED_API_KEYS".into(), format!("monitor:{digest}:verify")));
+    env.push(("SCOPED_API_KEYS".into(), entries.join(";")));
     let server = Server::start(&dir, &env).await;
-    let get = |path: &'static str, key: &'static str| {
-        let base = server.base.clone();
-        async move {
-            let response = reqwest::Client::new()
-                .get(format!("{base}{path}"))
-                .header("authorization", format!("Bearer {key}"))
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-            (status, body)
-        }
+    let client = reqwest::Client::new();
+    let send = async |action: &str, key: &str| {
+        let url = format!("{}/{action}", server.base);
+        let request = match action {
+            "revoke" => client.post(url),
+            "import" => client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(r#"{"refresh_token": "imported-refresh-token"}"#),
+            _ => client.get(url),
+        };
+        let response = request
+            .header("accept", "application/json")
+            .header("authorization", format!("Bearer {key}"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        (status, body)
     };
-    assert_eq!(get("/verify", "monitor-key").await.0, 404);
-    let (status, body) = get("/token", "monitor-key").await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error"], "insufficient_scope");
-    assert_eq!(get("/login", "monitor-key").await.0, 403);
-    assert_eq!(get("/token", "wrong-key").await.0, 401);
-    assert_eq!(get("/verify", API_KEY).await.0, 404);
+    let log_in = async || {
+        let response = client.get(format!("{}{CALLBACK}", server.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    };
+    // What HTTP shows of the store and the provider: the connection's state as /verify reports
+    // it, and the requests the provider got.
+    let observed = async || {
+        let (status, body) = send("verify", "key-for-verify").await;
+        let state = [&body["status"], &body["issued_at"], &body["access_token_expires_at"]].map(|v| v.to_string());
+        (status, state, provider.received_requests().await.unwrap().len())
+    };
+    log_in().await;
+    for action in ACTIONS {
+        for holder in ACTIONS.iter().filter(|holder| **holder != action) {
+            let before = observed().await;
+            let (status, body) = send(action, &format!("key-for-{holder}")).await;
+            assert_eq!(status, 403, "{holder}'s key on /{action}: {body}");
+            assert_eq!(body["error"], "insufficient_scope");
+            assert!(
+                body["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("/{action}"))
+            );
+            assert_eq!(
+                observed().await,
+                before,
+                "{holder}'s key on /{action} changed something"
+            );
+        }
+        let (status, body) = send(action, "no-such-key").await;
+        assert_eq!((status, &body["error"]), (401, &"unauthorized".into()), "/{action}");
+        let (status, body) = send(action, &format!("key-for-{action}")).await;
+        assert_eq!(status, 200, "/{action} with its own key: {body}");
+        if action == "revoke" {
+            log_in().await;
+        }
+    }
+    // The unscoped API_KEY still does everything.
+    assert_eq!(send("token", API_KEY).await.0, 200);
+    assert_eq!(send("verify", API_KEY).await.0, 200);
     server.stop();
 }

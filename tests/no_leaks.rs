@@ -42,6 +42,9 @@ const API_KEY_VALUE: &str = "APIKEY-5e0c-d41d8cd9";
 const SECOND_API_KEY: &str = "APIKEY2-aa31-90f1e2";
 const OAUTH_STATE_VALUE: &str = "OAUTHSTATE-8e2f-77b1c4";
 const WRONG_KEY: &str = "WRONGKEY-1b9e-c0ffee";
+/// Refresh tokens handed to `/import`: one the provider honours, one it refuses (naming it).
+const IMPORTED_REFRESH: &str = "IMPORTED-REFRESH-0d5e-77e2";
+const IMPORTED_REFUSED: &str = "IMPORTED-REFUSED-9b1c-3a4f";
 const REDIS_PASSWORD: &str = "REDISPASS-6a4d-beef01";
 /// 32 bytes, as TOKEN_ENCRYPTION_KEY holds them (in base64).
 const ENCRYPTION_KEY_BYTES: &[u8; 32] = b"ENCKEY-4c1d-0123456789abcdefghij";
@@ -144,6 +147,10 @@ impl Respond for TokenEndpoint {
                 return refusal("the authorization code has expired");
             }
             Some("authorization_code") => {}
+            // Some providers quote the token they refuse: it must go no further.
+            Some("refresh_token") if form.get("refresh_token").is_some_and(|t| t == IMPORTED_REFUSED) => {
+                return refusal(&format!("token {IMPORTED_REFUSED} is not valid for this client"));
+            }
             Some("refresh_token") => match self.0.refresh_mode.load(Ordering::SeqCst) {
                 DOWN => return ResponseTemplate::new(500).set_body_string("upstream exploded"),
                 REVOKED => return refusal("the refresh token was revoked"),
@@ -190,6 +197,13 @@ fn keyed(event: &str, query: &str, key: &str) -> Request {
     request
         .headers_mut()
         .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
+}
+
+/// `/import` of `refresh_token`, with `key` as the bearer key.
+fn import(refresh_token: &str, key: &str) -> Request {
+    let mut request = keyed("import", "", key);
+    *request.body_mut() = Body::Text(serde_json::json!({ "refresh_token": refresh_token }).to_string());
     request
 }
 
@@ -495,6 +509,25 @@ async fn run_flow(flow: &mut Flow) {
         ask("revoke, lab-2", Route::REVOKE, "connection=lab-2", 200),
         wrong_key("revoke, wrong key", Route::REVOKE),
         ask("token, after revoking", Route::TOKEN, "", 401),
+    ])
+    .await;
+
+    // Import: a grant held elsewhere, accepted; refused by the provider; with a wrong key.
+    flow.run(vec![
+        step("import", Route::IMPORT, import(IMPORTED_REFRESH, API_KEY_VALUE), 200),
+        ask("token, after importing", Route::TOKEN, "", 200),
+        step(
+            "import, refused",
+            Route::IMPORT,
+            import(IMPORTED_REFUSED, API_KEY_VALUE),
+            400,
+        ),
+        step(
+            "import, wrong key",
+            Route::IMPORT,
+            import(IMPORTED_REFRESH, WRONG_KEY),
+            401,
+        ),
     ])
     .await;
 }
@@ -814,6 +847,8 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
             String::from_utf8_lossy(ENCRYPTION_KEY_BYTES).into_owned(),
             "ACCESS-TOKEN-DEBUG-a91f".into(),
             "REFRESH-TOKEN-DEBUG-3c7d".into(),
+            IMPORTED_REFRESH.into(),
+            IMPORTED_REFUSED.into(),
         ];
         never.extend(refresh.iter().cloned());
         never.extend(flow.codes.iter().cloned());
@@ -876,7 +911,7 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
             found.join("\n")
         );
         // The audit trail was written at this level too, so the search above covered its lines.
-        for event in ["login", "callback", "token", "verify", "revoke", "refresh"] {
+        for event in ["login", "callback", "token", "verify", "revoke", "import", "refresh"] {
             let line = format!("audit audit=\"{event}\"");
             assert!(
                 log_lines.iter().any(|logged| logged.contains(&line)),

@@ -736,7 +736,14 @@ async fn run(args: &Args) -> Result<Results, String> {
     eprintln!("bench: warm invocations");
     let in_group = |label: &str| label.starts_with("baseline") || label == "token" || label.starts_with("token-");
     let mut group = Vec::new();
-    for (spec, event) in runs.iter().filter(|(s, _)| in_group(&s.label)) {
+    // The alternatives and today's runs they are compared with take turns here too, so that the
+    // cost of a change on the hot path shows beside its cold-start cost.
+    let warm_runs = runs
+        .iter()
+        .enumerate()
+        .filter(|(i, (s, _))| in_group(&s.label) || compared.contains(i))
+        .map(|(_, run)| run);
+    for (spec, event) in warm_runs {
         let (running, call) = Running::start(spec, event).await?;
         expect_ok(&call, &spec.label)?;
         group.push((spec.label.clone(), running, event.clone(), Warm::default()));

@@ -644,16 +644,17 @@ fn render_alternatives(
         "Each run of an alternative took turns with the same run of today's code in every cold-start round. \
          Cost = (alternative − today's) ÷ hello-world of the same round, median over the rounds (middle half in \
          brackets). Peak RSS: the median of {} processes each, started in turns, after {} warm calls; its cost \
-         is the difference ÷ the hello-world's. Within the spread: cold-start cost ≤ {COLD_SPREAD}×, \
+         is the difference ÷ the hello-world's. Warm p50: of the calls each made while taking turns with \
+         `/token` and the hello-worlds. Within the spread: cold-start cost ≤ {COLD_SPREAD}×, \
          memory cost ≤ {RSS_SPREAD}×.\n",
         r.memory_plan.0, r.memory_plan.1
     );
     let _ = writeln!(
         out,
-        "| Alternative | Run | Cold start; today's | Ratio to hello-world (today's) | Cold-start cost | Peak RSS (today's) | \
-         Memory cost | `token` binary (today's) | Within the spread |"
+        "| Alternative | Run | Cold start; today's | Ratio to hello-world (today's) | Cold-start cost | Warm p50 (today's) | \
+         Peak RSS (today's) | Memory cost | `token` binary (today's) | Within the spread |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for c in &r.comparisons {
         let ratio = |label: &str| paired(label).map_or_else(|| "—".to_owned(), |p| format!("{:.2}×", p.median));
         let cold_cost = cost(&c.label, &c.reference);
@@ -662,6 +663,16 @@ fn render_alternatives(
             .zip(base_rss)
             .map(|((a, t), b)| (a as f64 - t as f64) / b as f64);
         let rss_text = |label: &str| rss_of(label).map_or_else(|| "—".to_owned(), mib);
+        let warm_p50 = |label: &str| r.warm.get(label).and_then(|w| summarize(&w.latencies)).map(|s| s.p50);
+        let warm_text = match (warm_p50(&c.label), warm_p50(&c.reference)) {
+            (Some(alt), Some(today)) => format!(
+                "{} ({}, {:.2}×)",
+                us(alt),
+                us(today),
+                micros(alt) / micros(today).max(f64::MIN_POSITIVE)
+            ),
+            _ => "—".to_owned(),
+        };
         let binary = match (r.variant_binaries.get(&c.variant), today_bin) {
             (Some(&alt), Some(today)) => format!(
                 "{} ({}, {:+.0} KB)",
@@ -684,7 +695,7 @@ fn render_alternatives(
         };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {}; today's {} | {} ({}) | {} | {} ({}) | {} | {} | {} |",
+            "| `{}` | {} | {}; today's {} | {} ({}) | {} | {} | {} ({}) | {} | {} | {} |",
             c.variant,
             c.what,
             describe_cold(&c.label),
@@ -698,6 +709,7 @@ fn render_alternatives(
                     p.median, p.lower_quartile, p.upper_quartile
                 )
             ),
+            warm_text,
             rss_text(&c.label),
             rss_text(&c.reference),
             rss_cost.map_or_else(|| "—".to_owned(), |x| format!("{x:+.3}×")),
