@@ -617,6 +617,20 @@ async fn run(args: &Args) -> Result<Results, String> {
                         "`token` on Redis: the SDK linked, never called",
                     ),
                 ],
+                "no-audit" => vec![
+                    (
+                        "token",
+                        broker_env.clone(),
+                        "token",
+                        "`token` without its audit line, against today's (text log lines)",
+                    ),
+                    (
+                        "token+json",
+                        json_env.clone(),
+                        "token+json",
+                        "the same with JSON log lines, as on Lambda",
+                    ),
+                ],
                 // Today's token binary again, copied as the variants are: the spread between two
                 // builds that are the same.
                 "control" => vec![
