@@ -32,13 +32,15 @@ test: ## Run every test against real stores (Redis, a Redis Cluster, a DynamoDB 
 	scripts/with-services.sh cargo test --all-targets --all-features --locked
 	cargo clippy --all-targets --all-features --locked -- -D warnings
 	scripts/lint-template.sh
+	scripts/lint-openapi.sh
 	scripts/e2e.sh
 	$(MAKE) --no-print-directory bench BENCH=short BENCH_VARIANTS= BENCH_AGAINST=
 
-lint: ## Formatting, clippy and the SAM template lint
+lint: ## Formatting, clippy, the SAM template lint and the OpenAPI validation
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --all-features --locked -- -D warnings
 	scripts/lint-template.sh
+	scripts/lint-openapi.sh
 
 fmt: ## Format the code
 	cargo fmt --all

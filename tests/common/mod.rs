@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod openapi;
 #[cfg(feature = "local")]
 pub mod process;
 
@@ -213,11 +214,21 @@ impl<S: Store> Harness<S> {
     }
 
     pub async fn call(&self, route: Route<S>, event: &str) -> Reply {
-        Reply::from(routes::handle(&self.app, route, event_request(event)).await).await
+        self.call_request(route, event_request(event)).await
     }
 
+    /// `request` through `route`'s handler; the answer is checked against openapi.yaml.
     pub async fn call_request(&self, route: Route<S>, request: Request) -> Reply {
-        Reply::from(routes::handle(&self.app, route, request).await).await
+        let method = request.method().clone();
+        let reply = Reply::from(routes::handle(&self.app, route, request).await).await;
+        openapi::check(
+            route.path(),
+            method.as_str(),
+            reply.status,
+            reply.header("content-type"),
+            &reply.body,
+        );
+        reply
     }
 
     pub fn tokens_key(&self) -> String {

@@ -72,7 +72,17 @@ impl Server {
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response.text().await.unwrap();
+        let path = path_and_query.split('?').next().unwrap_or_default();
+        // Local mode answers paths no route serves itself; only the routes are described.
+        if super::openapi::description()["paths"].get(path).is_some() {
+            super::openapi::check(path, "GET", status, content_type.as_deref(), &body);
+        }
         (
             status,
             serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),

@@ -149,6 +149,11 @@ impl<S: Store> Route<S> {
     pub fn path(&self) -> &'static str {
         self.path
     }
+
+    /// The methods it accepts, as the `Allow` header lists them.
+    pub fn methods(&self) -> &'static str {
+        self.methods
+    }
 }
 
 impl<S> Clone for Route<S> {
