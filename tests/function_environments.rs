@@ -141,6 +141,12 @@ fn parameter_values(provider: &MockServer, prefix: &str) -> BTreeMap<&'static st
         ("KEY_PREFIX", prefix.to_owned()),
         ("STORE_TIMEOUT", "5".to_owned()),
         ("SECRETS_ARN", String::new()),
+        ("WEBHOOK_URLS", format!("{}/webhook", provider.uri())),
+        (
+            "WEBHOOK_SECRET",
+            format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode([7u8; 32])),
+        ),
+        ("WEBHOOK_LAPSE_DAYS", "14".to_owned()),
     ]
     .into_iter()
     .collect()
@@ -299,6 +305,8 @@ async fn exercise(app: &App<AnyStore>, binary: &str, clock: &ManualClock, state:
             let report = keepalive::run(app).await.unwrap();
             assert!(!report.connections.is_empty());
             assert!(!report.needs_attention(), "{report:?}");
+            // The events the two callbacks and the import raised, delivered by this pass.
+            assert_eq!(report.webhooks.delivered, 3, "{report:?}");
             format!("{} connection(s)", report.connections.len())
         }
         "revoke" => {
@@ -334,6 +342,10 @@ async fn each_function_starts_and_works_with_exactly_its_template_environment() 
     let provider = MockServer::start().await;
     SequencedProvider::mount(&provider, vec![Duration::ZERO]).await;
     revocation_answers(&provider).await;
+    wiremock::Mock::given(wiremock::matchers::path("/webhook"))
+        .respond_with(wiremock::ResponseTemplate::new(204))
+        .mount(&provider)
+        .await;
     dynamodb_store(Duration::from_secs(5)).await;
     let (proxy, seen) = recording_proxy().await;
     let values = parameter_values(&provider, &unique_prefix());

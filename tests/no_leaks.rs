@@ -42,6 +42,8 @@ const API_KEY_VALUE: &str = "APIKEY-5e0c-d41d8cd9";
 const SECOND_API_KEY: &str = "APIKEY2-aa31-90f1e2";
 const OAUTH_STATE_VALUE: &str = "OAUTHSTATE-8e2f-77b1c4";
 const WRONG_KEY: &str = "WRONGKEY-1b9e-c0ffee";
+/// 32 bytes of "WHSECRET-9d2e-…" in base64 after `whsec_`.
+const WEBHOOK_SECRET_VALUE: &str = "whsec_V0hTRUNSRVQtOWQyZS1hYmNkZWZnaGlqa2xtbm9wcXI=";
 /// Refresh tokens handed to `/import`: one the provider honours, one it refuses (naming it).
 const IMPORTED_REFRESH: &str = "IMPORTED-REFRESH-0d5e-77e2";
 const IMPORTED_REFUSED: &str = "IMPORTED-REFUSED-9b1c-3a4f";
@@ -739,7 +741,16 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
         .unwrap();
     runtime.block_on(async {
         let encryption = encryption_key();
+        // Every event the flow raises goes to a receiver whose requests are searched too.
+        let receiver = MockServer::start().await;
+        Mock::given(matchers::method("POST"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&receiver)
+            .await;
+        let webhook_url = format!("{}/hooks", receiver.uri());
         let overrides = [
+            ("WEBHOOK_URLS", webhook_url.as_str()),
+            ("WEBHOOK_SECRET", WEBHOOK_SECRET_VALUE),
             ("CLIENT_SECRET", CLIENT_SECRET_VALUE),
             ("API_KEY", API_KEY_VALUE),
             ("API_KEYS", SECOND_API_KEY),
@@ -760,6 +771,25 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
             codes: Vec::new(),
         };
         run_flow(&mut flow).await;
+        // What the flow's last steps raised goes out with one more pass.
+        keepalive::run(&flow.h.app).await.unwrap();
+        let deliveries: Vec<String> = receiver
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|request| format!("{:?}\n{}", request.headers, String::from_utf8_lossy(&request.body)))
+            .collect();
+        for kind in [
+            "connection.created",
+            "connection.revoked",
+            "connection.reauthorization_required",
+        ] {
+            assert!(
+                deliveries.iter().any(|delivery| delivery.contains(kind)),
+                "no {kind} event delivered"
+            );
+        }
 
         // What reached the provider: the PKCE verifiers (one per one-time state redeemed).
         let mut verifiers = Vec::new();
@@ -849,6 +879,9 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
             "REFRESH-TOKEN-DEBUG-3c7d".into(),
             IMPORTED_REFRESH.into(),
             IMPORTED_REFUSED.into(),
+            WEBHOOK_SECRET_VALUE.into(),
+            WEBHOOK_SECRET_VALUE["whsec_".len()..].into(),
+            "WHSECRET-9d2e".into(),
         ];
         never.extend(refresh.iter().cloned());
         never.extend(flow.codes.iter().cloned());
@@ -868,6 +901,9 @@ fn no_secret_reaches_a_log_line_a_response_a_metric_or_a_debug_print() {
             find(&everything, &format!("metric line {i}"), line, &mut found);
         }
         find(&everything, "a Debug print", &debug_prints, &mut found);
+        for (i, delivery) in deliveries.iter().enumerate() {
+            find(&everything, &format!("webhook delivery {i}"), delivery, &mut found);
+        }
         find(&everything, "the store outage's errors", &outage, &mut found);
         for exchange in &flow.exchanges {
             let place = format!("{} (HTTP {})", exchange.label, exchange.status);

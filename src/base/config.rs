@@ -4,6 +4,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use base64::{Engine, engine::general_purpose::STANDARD};
+
 use thiserror::Error;
 
 use crate::base::{
@@ -82,6 +84,12 @@ pub struct Config {
     pub keepalive_window: Duration,
     /// How often local mode runs keep-alive (zero: never).
     pub keepalive_interval: Duration,
+    /// Where events are delivered (`WEBHOOK_URLS`); empty: no events are raised.
+    pub webhook_urls: Vec<String>,
+    /// The key deliveries are signed with (`WEBHOOK_SECRET`); read by keep-alive, which delivers.
+    pub webhook_secret: Option<Secret>,
+    /// How long before a refresh token lapses keep-alive raises `connection.lapsing`.
+    pub webhook_lapse_warning: Duration,
 }
 
 /// Where the tokens live: Redis when `REDIS_URL` is set, DynamoDB when `DYNAMODB_TABLE` is (never
@@ -162,6 +170,7 @@ impl Config {
         if !missing.is_empty() {
             return Err(ConfigError::Missing(missing));
         }
+        let webhook_urls = webhook_urls(&vars)?;
         let endpoint = |name: &'static str, template: &'static str| -> Result<Option<String>, ConfigError> {
             let url = match vars.optional(name) {
                 Some(url) => url,
@@ -301,6 +310,20 @@ impl Config {
             refresh_wait: vars.seconds("REFRESH_WAIT", 5, 0..=120)?,
             keepalive_window: vars.seconds("KEEPALIVE_WINDOW", preset.keepalive_window as u64, 0..=365 * 86400)?,
             keepalive_interval: vars.seconds("KEEPALIVE_INTERVAL", 3600, 0..=7 * 86400)?,
+            webhook_lapse_warning: match vars.optional("WEBHOOK_LAPSE_DAYS") {
+                None => Duration::from_secs(14 * 86400),
+                Some(days) => match days.parse::<u64>() {
+                    Ok(days @ 1..=365) => Duration::from_secs(days * 86400),
+                    _ => {
+                        return Err(invalid(
+                            "WEBHOOK_LAPSE_DAYS",
+                            "must be a whole number of days, 1 to 365",
+                        ));
+                    }
+                },
+            },
+            webhook_secret: webhook_secret(&vars, &webhook_urls)?,
+            webhook_urls,
         })
     }
 }
@@ -309,7 +332,7 @@ impl Config {
 /// ([`VARIABLES`]); a function reads only the variables of its parts, so its deployment needs to
 /// hold nothing else (no client secret where nothing calls the provider's token endpoint).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Uses(u8);
+pub struct Uses(u16);
 
 impl Uses {
     /// Nothing beyond the store, which every function opens.
@@ -330,8 +353,10 @@ impl Uses {
     pub const KEEPALIVE: Self = Self(1 << 6);
     /// Seals or opens stored records (`TOKEN_ENCRYPTION_KEY`).
     pub const SEALING: Self = Self(1 << 7);
+    /// Raises events for webhooks (`WEBHOOK_URLS`); keep-alive also delivers them.
+    pub const EVENTS: Self = Self(1 << 8);
     /// Every part: local mode serves every route.
-    pub const ALL: Self = Self(u8::MAX);
+    pub const ALL: Self = Self(u16::MAX);
     /// Whatever talks to the provider, and so needs to know which one it is.
     const PROVIDER: Self = Self::LOGIN
         .and(Self::CALLBACK)
@@ -392,6 +417,8 @@ pub const VARIABLES: &[(&str, Uses)] = &[
     ("REQUIRE_ISS", Uses::CALLBACK),
     ("REFRESH_SKEW", Uses::ON_DEMAND), ("REFRESH_WAIT", Uses::ON_DEMAND.and(Uses::KEEPALIVE)),
     ("KEEPALIVE_WINDOW", Uses::KEEPALIVE), ("KEEPALIVE_INTERVAL", Uses::KEEPALIVE),
+    ("WEBHOOK_URLS", Uses::EVENTS.and(Uses::KEEPALIVE)), ("WEBHOOK_SECRET", Uses::KEEPALIVE),
+    ("WEBHOOK_LAPSE_DAYS", Uses::KEEPALIVE),
 ];
 
 /// Variables without which no route can work (the two URLs only without a `PROVIDER` preset).
@@ -652,6 +679,52 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
         }
         Ok(Duration::from_secs(value))
     }
+}
+
+/// `WEBHOOK_URLS`: comma- or space-separated, each https (http only on localhost), at most 5.
+fn webhook_urls<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = vars.optional("WEBHOOK_URLS") else {
+        return Ok(Vec::new());
+    };
+    let urls: Vec<String> = list
+        .split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if urls.len() > 5 {
+        return Err(invalid("WEBHOOK_URLS", "lists more than 5 URLs"));
+    }
+    for url in &urls {
+        check_url("WEBHOOK_URLS", url)?;
+    }
+    Ok(urls)
+}
+
+/// `WEBHOOK_SECRET`: `whsec_` and 24 to 64 random bytes in base64, as Standard Webhooks writes
+/// secrets; needed wherever events are delivered.
+fn webhook_secret<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<'_, F>,
+    urls: &[String],
+) -> Result<Option<Secret>, ConfigError> {
+    let Some(text) = vars.optional("WEBHOOK_SECRET") else {
+        if !urls.is_empty() && vars.reads("WEBHOOK_SECRET") {
+            return Err(ConfigError::Missing(vec!["WEBHOOK_SECRET"]));
+        }
+        return Ok(None);
+    };
+    let bytes = text
+        .trim()
+        .strip_prefix("whsec_")
+        .and_then(|encoded| STANDARD.decode(encoded).ok())
+        .filter(|bytes| (24..=64).contains(&bytes.len()))
+        .ok_or_else(|| {
+            invalid(
+                "WEBHOOK_SECRET",
+                "must be whsec_ and 24 to 64 random bytes in base64 (e.g. whsec_$(openssl rand -base64 32))",
+            )
+        })?;
+    Ok(Some(Secret::new(STANDARD.encode(bytes))))
 }
 
 fn invalid(name: &'static str, reason: &str) -> ConfigError {

@@ -8,6 +8,8 @@
 //! | `<prefix>:conn:<connection>:refresh-lock` | the owner of the connection's refresh lock | the lock's TTL |
 //! | `<prefix>:login-state:<digest>` | a pending login: PKCE verifier and connection (sealed) | `LOGIN_STATE_TTL` |
 //! | `<prefix>:connections` | Redis only: the index of connection names (see [`crate::base::store::RedisStore`]) | as long as any connection |
+//! | `<prefix>:webhook:<event id>-<n>` | an event waiting for delivery to the `n`th webhook URL (sealed) | until delivered, at most 3 days |
+//! | `<prefix>:webhook-raised:<event id>` | that a once-only event (a lapse warning) was raised | until the deadline it warns of |
 //!
 //! On a Redis Cluster, `<prefix>` is `{KEY_PREFIX}`, a hash tag ([`Layout::one_slot`]).
 //!
@@ -23,6 +25,8 @@ const TOKENS: &str = ":tokens";
 const REFRESH_LOCK: &str = ":refresh-lock";
 const LOGIN_STATE: &str = ":login-state:";
 const CONNECTION_INDEX: &str = ":connections";
+const WEBHOOKS: &str = ":webhook:";
+const WEBHOOK_RAISED: &str = ":webhook-raised:";
 
 /// The keys of one deployment, under its `KEY_PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +82,21 @@ impl Layout {
         format!("{}{CONNECTION_INDEX}", self.prefix)
     }
 
+    /// Where an event waits for delivery to one URL.
+    pub fn webhook(&self, delivery: &str) -> String {
+        format!("{}{WEBHOOKS}{delivery}", self.prefix)
+    }
+
+    /// What every waiting delivery's key starts with.
+    pub fn webhooks(&self) -> String {
+        format!("{}{WEBHOOKS}", self.prefix)
+    }
+
+    /// The mark that a once-only event was raised.
+    pub fn webhook_raised(&self, event_id: &str) -> String {
+        format!("{}{WEBHOOK_RAISED}{event_id}", self.prefix)
+    }
+
     /// The connection whose record `key` is, if it is one (a lock key is not).
     pub fn connection_of<'k>(&self, key: &'k str) -> Option<&'k str> {
         key.strip_prefix(self.prefix.as_str())?
@@ -124,5 +143,7 @@ mod tests {
         assert_eq!(keys.connection_of("other:conn:prod.eu:tokens"), None);
         assert_eq!(keys.connection_of(&keys.login_state("s")), None);
         assert_eq!(keys.connection_of(&keys.connection_index()), None);
+        assert_eq!(keys.connection_of(&keys.webhook("evt_1-0")), None);
+        assert!(!keys.webhook_raised("evt_1").starts_with(&keys.webhooks()));
     }
 }

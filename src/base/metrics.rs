@@ -97,6 +97,16 @@ impl Metrics {
         );
     }
 
+    /// A webhook delivery attempt that failed (`Outcome`: `retrying` or `dropped`, the latter
+    /// when the event's last attempt failed).
+    pub fn webhook_failed(&self, outcome: &str) {
+        self.emit(
+            &[&[], &["Outcome"]],
+            &[("Outcome", outcome)],
+            &[("WebhookDeliveryFailures", "Count", 1.0)],
+        );
+    }
+
     fn emit(&self, dimension_sets: &[&[&str]], properties: &[(&str, &str)], metrics: &[(&str, &str, f64)]) {
         if matches!(self.sink, Sink::Off) {
             return;

@@ -10,7 +10,12 @@ use serde::Serialize;
 
 use crate::{
     base::{connection, record::ConnectionRecord, store::Store, store::StoreError},
-    oauth::{app::App, error::FlowError, refresh},
+    oauth::{
+        app::App,
+        error::FlowError,
+        refresh,
+        webhooks::{self, Deliveries},
+    },
 };
 
 /// What keep-alive did for one connection.
@@ -77,6 +82,8 @@ impl ConnectionReport {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Report {
     pub connections: Vec<ConnectionReport>,
+    /// The webhook events this pass delivered, and those that wait for the next.
+    pub webhooks: Deliveries,
 }
 
 impl Report {
@@ -118,9 +125,39 @@ pub async fn run<S: Store>(app: &App<S>) -> Result<Report, StoreError> {
                 "keep-alive"
             ),
         }
+        warn_of_lapse(app, &report).await;
         connections.push(report);
     }
-    Ok(Report { connections })
+    // After the pass, so that the events it raised go out with it.
+    let webhooks = webhooks::deliver(app).await;
+    Ok(Report { connections, webhooks })
+}
+
+/// `connection.lapsing`, once per deadline, for a connection whose refresh token lapses within
+/// `WEBHOOK_LAPSE_DAYS` although this pass tried to renew it: a provider whose refresh tokens do
+/// not renew, or one keep-alive cannot reach.
+async fn warn_of_lapse<S: Store>(app: &App<S>, report: &ConnectionReport) {
+    let Some(left) = report.refresh_token_expires_in else {
+        return;
+    };
+    // Not due yet: the pass that finds it due renews it, or warns then.
+    let tried = matches!(report.outcome, Outcome::Refreshed | Outcome::Failed);
+    if !tried || left <= 0 || left > app.config.webhook_lapse_warning.as_secs() as i64 {
+        return;
+    }
+    let deadline = app.clock.now() + left;
+    // Named after the connection and the deadline's hour (seconds move between passes), with no
+    // `.` in it, as Standard Webhooks asks of an id.
+    let named = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{}\n{}", report.connection, deadline / 3600).as_bytes(),
+    );
+    let id = format!(
+        "evt_lapse_{}",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &named.as_ref()[..16])
+    );
+    let data = serde_json::json!({"refresh_token_expires_at": deadline, "refresh_token_expires_in": left});
+    webhooks::raise_once(app, webhooks::Kind::Lapsing, &id, deadline, &report.connection, data).await;
 }
 
 /// `report`, after rewriting the record if it is `stale`: sealed in an earlier layout or under a

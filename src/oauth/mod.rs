@@ -9,3 +9,4 @@ pub mod error;
 pub mod keepalive;
 pub mod provider;
 pub mod refresh;
+pub mod webhooks;

@@ -17,7 +17,7 @@ use crate::{
         secret::random_urlsafe,
         store::{Expect, Held, Lock, Store, StoreError, Ttl, ttl},
     },
-    oauth::{app::App, error::FlowError, provider::ProviderError},
+    oauth::{app::App, error::FlowError, provider::ProviderError, webhooks},
 };
 
 /// How often a caller waiting for another's refresh looks at the store again.
@@ -310,6 +310,8 @@ async fn refresh_locked<S: Store>(
                 return Ok(None);
             };
             attempt.report(Outcome::InvalidGrant, written, None);
+            let event = serde_json::json!({"reason": reason, "since": now});
+            webhooks::raise(app, webhooks::Kind::ReauthorizationRequired, connection, event).await;
             Err(FlowError::ReauthorizationRequired { reason })
         }
         Err(error) => {

@@ -15,6 +15,7 @@ use crate::{
         app::App,
         authorization::{self, PendingLogin},
         provider::ProviderError,
+        webhooks,
     },
 };
 
@@ -107,6 +108,8 @@ async fn authorize<S: Store>(app: &App<S>, call: &Call<'_>) -> Result<(String, T
     app.store
         .write(&key, Expect::Any, &record, ttl(tokens.refresh_valid_for(now)))
         .await?;
+    let created = json!({"via": "login", "refresh_token_expires_at": tokens.refresh_expires_at, "scope": tokens.scope});
+    webhooks::raise(app, webhooks::Kind::Created, &connection, created).await;
     Ok((connection, tokens))
 }
 

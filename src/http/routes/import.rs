@@ -22,7 +22,7 @@ use crate::{
         response,
         routes::Call,
     },
-    oauth::{app::App, provider::ProviderError},
+    oauth::{app::App, provider::ProviderError, webhooks},
 };
 
 /// A refresh token is at most a few kilobytes.
@@ -65,6 +65,9 @@ pub async fn import<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response<B
     // Generations start at 1 on a key with no live record, so a later one means a record was
     // there and is now replaced.
     let replaced = generation.is_some_and(|generation| generation > 1);
+    let created =
+        json!({"via": "import", "refresh_token_expires_at": tokens.refresh_expires_at, "scope": tokens.scope});
+    webhooks::raise(app, webhooks::Kind::Created, &connection, created).await;
     let (access, refresh) = (tokens.access_valid_for(now), tokens.refresh_valid_for(now));
     app.metrics.authorized(&connection, refresh);
     tracing::info!(

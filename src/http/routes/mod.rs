@@ -91,12 +91,12 @@ pub struct Route<S> {
 /// keeps in clear.
 #[rustfmt::skip]
 impl<S: Store> Route<S> {
-    pub const LOGIN: Self =    Self::row("/login",    "GET, POST", Access::KeyOrForm, Some(Action::Login),  Errors::Json, Uses::LOGIN.and(Uses::SEALING),                               |a, c| Box::pin(login::login(a, c)));
-    pub const CALLBACK: Self = Self::row("/callback", "GET",       Access::Open,      None,                 Errors::Page, Uses::CALLBACK.and(Uses::TOKEN_ENDPOINT).and(Uses::SEALING),  |a, c| Box::pin(callback::callback(a, c)));
-    pub const TOKEN: Self =    Self::row("/token",    "GET",       Access::Key,       Some(Action::Token),  Errors::Json, Uses::TOKEN_ENDPOINT.and(Uses::ON_DEMAND).and(Uses::SEALING), |a, c| Box::pin(token::token(a, c)));
-    pub const VERIFY: Self =   Self::row("/verify",   "GET",       Access::Key,       Some(Action::Verify), Errors::Json, Uses::STORE,                                                  |a, c| Box::pin(verify::verify(a, c)));
-    pub const REVOKE: Self =   Self::row("/revoke",   "POST",      Access::Key,       Some(Action::Revoke), Errors::Json, Uses::REVOCATION.and(Uses::SEALING),                          |a, c| Box::pin(revoke::revoke(a, c)));
-    pub const IMPORT: Self =   Self::row("/import",   "POST",      Access::Key,       Some(Action::Import), Errors::Json, Uses::TOKEN_ENDPOINT.and(Uses::SEALING),                      |a, c| Box::pin(import::import(a, c)));
+    pub const LOGIN: Self =    Self::row("/login",    "GET, POST", Access::KeyOrForm, Some(Action::Login),  Errors::Json, Uses::LOGIN.and(Uses::SEALING),                                                 |a, c| Box::pin(login::login(a, c)));
+    pub const CALLBACK: Self = Self::row("/callback", "GET",       Access::Open,      None,                 Errors::Page, Uses::CALLBACK.and(Uses::TOKEN_ENDPOINT).and(Uses::SEALING).and(Uses::EVENTS),  |a, c| Box::pin(callback::callback(a, c)));
+    pub const TOKEN: Self =    Self::row("/token",    "GET",       Access::Key,       Some(Action::Token),  Errors::Json, Uses::TOKEN_ENDPOINT.and(Uses::ON_DEMAND).and(Uses::SEALING).and(Uses::EVENTS), |a, c| Box::pin(token::token(a, c)));
+    pub const VERIFY: Self =   Self::row("/verify",   "GET",       Access::Key,       Some(Action::Verify), Errors::Json, Uses::STORE,                                                                    |a, c| Box::pin(verify::verify(a, c)));
+    pub const REVOKE: Self =   Self::row("/revoke",   "POST",      Access::Key,       Some(Action::Revoke), Errors::Json, Uses::REVOCATION.and(Uses::SEALING).and(Uses::EVENTS),                          |a, c| Box::pin(revoke::revoke(a, c)));
+    pub const IMPORT: Self =   Self::row("/import",   "POST",      Access::Key,       Some(Action::Import), Errors::Json, Uses::TOKEN_ENDPOINT.and(Uses::SEALING).and(Uses::EVENTS),                      |a, c| Box::pin(import::import(a, c)));
 }
 
 /// What the scheduled keep-alive function reads of the configuration.

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::{
     base::{record::ConnectionRecord, store::Store},
     http::{error::BrokerError, request, response, routes::Call},
-    oauth::app::App,
+    oauth::{app::App, webhooks},
 };
 
 pub async fn revoke<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response<Body>, BrokerError> {
@@ -60,6 +60,8 @@ pub async fn revoke<S: Store>(app: &App<S>, call: Call<'_>) -> Result<Response<B
         }
     }
     app.store.delete(&key).await?;
+    let revoked = json!({"revoked_at_provider": body["revoked_at_provider"], "forced": force});
+    webhooks::raise(app, webhooks::Kind::Revoked, &connection, revoked).await;
     tracing::info!(connection, revoked_at_provider = %body["revoked_at_provider"], force, "connection revoked");
     Ok(response::json(StatusCode::OK, &body))
 }
