@@ -147,6 +147,7 @@ fn parameter_values(provider: &MockServer, prefix: &str) -> BTreeMap<&'static st
             format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode([7u8; 32])),
         ),
         ("WEBHOOK_LAPSE_DAYS", "14".to_owned()),
+        ("WEBHOOK_FAILING_MINUTES", "60".to_owned()),
     ]
     .into_iter()
     .collect()

@@ -361,3 +361,96 @@ fn the_readme_example_verifies() {
     );
     assert_eq!(signed, signature);
 }
+
+#[tokio::test]
+async fn a_spell_of_failures_is_announced_once_and_its_end_follows() {
+    let receiver = receiver_answering(200).await;
+    let h = with_receiver(&receiver, &[("WEBHOOK_FAILING_MINUTES", "10")]).await;
+    // Twenty days left: keep-alive does not try them, and no lapse is near.
+    h.seed(&tokens("access-0", "refresh-0", START - 1, START + 20 * 86_400))
+        .await;
+    h.seed_connection("blip", &tokens("access-b", "refresh-b", START - 1, START + 20 * 86_400))
+        .await;
+    provider_answers(&h.provider, ResponseTemplate::new(503)).await;
+    let token_of = |connection: &str| event_with_query("token", &format!("connection={connection}"));
+
+    // Failing, but not yet for ten minutes: nothing to announce.
+    assert_eq!(h.call_request(Route::TOKEN, token_of("blip")).await.status, 503);
+    for minutes in [0, 5] {
+        h.clock.advance(minutes * 60);
+        assert_eq!(h.call(Route::TOKEN, "token").await.status, 503);
+    }
+    keepalive::run(&h.app).await.unwrap();
+    assert!(received(&receiver).await.is_empty());
+    // Ten minutes in: announced once, however often it fails after.
+    h.clock.advance(6 * 60);
+    for _ in 0..3 {
+        assert_eq!(h.call(Route::TOKEN, "token").await.status, 503);
+    }
+    keepalive::run(&h.app).await.unwrap();
+    let events = received(&receiver).await;
+    let failing: Vec<&Value> = events
+        .iter()
+        .map(|(.., event)| event)
+        .filter(|event| event["type"] == "connection.failing")
+        .collect();
+    let names: Vec<&str> = failing
+        .iter()
+        .map(|e| e["data"]["connection"].as_str().unwrap())
+        .collect();
+    // `blip` failed once, at the start, and was not asked for again.
+    assert_eq!(names, ["default"], "{events:?}");
+    let default = failing.iter().find(|e| e["data"]["connection"] == "default").unwrap();
+    assert_eq!(default["data"]["failing_since"], START);
+    assert!(default["data"]["error"].as_str().unwrap().contains("503"), "{default}");
+
+    // The provider is back: the next refresh ends the spell, and says for how long it lasted.
+    h.provider.reset().await;
+    provider_answers(
+        &h.provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("access-1", "refresh-1")),
+    )
+    .await;
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 200);
+    keepalive::run(&h.app).await.unwrap();
+    let events = received(&receiver).await;
+    let recovered: Vec<&Value> = events
+        .iter()
+        .map(|(.., event)| event)
+        .filter(|event| event["type"] == "connection.recovered" && event["data"]["connection"] == "default")
+        .collect();
+    assert_eq!(recovered.len(), 1, "{events:?}");
+    assert_eq!(recovered[0]["data"]["failing_since"], START);
+    assert_eq!(recovered[0]["data"]["failed_for"], 11 * 60);
+    for (.., body, _) in &events {
+        assert!(!body.contains("access-") && !body.contains("refresh-0"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_single_failure_then_a_refresh_announces_nothing() {
+    let receiver = receiver_answering(200).await;
+    let h = with_receiver(&receiver, &[]).await;
+    h.seed(&tokens("access-0", "refresh-0", START - 1, START + 86_400))
+        .await;
+    provider_answers(&h.provider, ResponseTemplate::new(502)).await;
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 502);
+    h.provider.reset().await;
+    provider_answers(
+        &h.provider,
+        ResponseTemplate::new(200).set_body_json(grant_body("access-1", "refresh-1")),
+    )
+    .await;
+    assert_eq!(h.call(Route::TOKEN, "token").await.status, 200);
+    keepalive::run(&h.app).await.unwrap();
+    assert!(received(&receiver).await.is_empty());
+    use token_broker::base::store::Store;
+    assert!(
+        h.app
+            .store
+            .load(&h.app.keys.webhook_failing("default"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -90,6 +90,8 @@ pub struct Config {
     pub webhook_secret: Option<Secret>,
     /// How long before a refresh token lapses keep-alive raises `connection.lapsing`.
     pub webhook_lapse_warning: Duration,
+    /// How long refreshes must have failed before `connection.failing` is raised.
+    pub webhook_failing_after: Duration,
 }
 
 /// Where the tokens live: Redis when `REDIS_URL` is set, DynamoDB when `DYNAMODB_TABLE` is (never
@@ -322,6 +324,18 @@ impl Config {
                     }
                 },
             },
+            webhook_failing_after: match vars.optional("WEBHOOK_FAILING_MINUTES") {
+                None => Duration::from_secs(3600),
+                Some(minutes) => match minutes.parse::<u64>() {
+                    Ok(minutes @ 1..=10_080) => Duration::from_secs(minutes * 60),
+                    _ => {
+                        return Err(invalid(
+                            "WEBHOOK_FAILING_MINUTES",
+                            "must be a whole number of minutes, 1 to 10080",
+                        ));
+                    }
+                },
+            },
             webhook_secret: webhook_secret(&vars, &webhook_urls)?,
             webhook_urls,
         })
@@ -418,7 +432,7 @@ pub const VARIABLES: &[(&str, Uses)] = &[
     ("REFRESH_SKEW", Uses::ON_DEMAND), ("REFRESH_WAIT", Uses::ON_DEMAND.and(Uses::KEEPALIVE)),
     ("KEEPALIVE_WINDOW", Uses::KEEPALIVE), ("KEEPALIVE_INTERVAL", Uses::KEEPALIVE),
     ("WEBHOOK_URLS", Uses::EVENTS.and(Uses::KEEPALIVE)), ("WEBHOOK_SECRET", Uses::KEEPALIVE),
-    ("WEBHOOK_LAPSE_DAYS", Uses::KEEPALIVE),
+    ("WEBHOOK_LAPSE_DAYS", Uses::KEEPALIVE), ("WEBHOOK_FAILING_MINUTES", Uses::ON_DEMAND.and(Uses::KEEPALIVE)),
 ];
 
 /// Variables without which no route can work (the two URLs only without a `PROVIDER` preset).

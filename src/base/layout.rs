@@ -9,7 +9,8 @@
 //! | `<prefix>:login-state:<digest>` | a pending login: PKCE verifier and connection (sealed) | `LOGIN_STATE_TTL` |
 //! | `<prefix>:connections` | Redis only: the index of connection names (see [`crate::base::store::RedisStore`]) | as long as any connection |
 //! | `<prefix>:webhook:<event id>-<n>` | an event waiting for delivery to the `n`th webhook URL (sealed) | until delivered, at most 3 days |
-//! | `<prefix>:webhook-raised:<event id>` | that a once-only event (a lapse warning) was raised | until the deadline it warns of |
+//! | `<prefix>:webhook-raised:<event id>` | that a once-only event (a lapse warning, a failing connection) was raised | until the deadline it warns of, or 30 days |
+//! | `<prefix>:webhook-failing:<connection>` | since when the connection's refreshes have failed, with webhooks on | until a refresh succeeds, at most 30 days |
 //!
 //! On a Redis Cluster, `<prefix>` is `{KEY_PREFIX}`, a hash tag ([`Layout::one_slot`]).
 //!
@@ -27,6 +28,7 @@ const LOGIN_STATE: &str = ":login-state:";
 const CONNECTION_INDEX: &str = ":connections";
 const WEBHOOKS: &str = ":webhook:";
 const WEBHOOK_RAISED: &str = ":webhook-raised:";
+const WEBHOOK_FAILING: &str = ":webhook-failing:";
 
 /// The keys of one deployment, under its `KEY_PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +97,11 @@ impl Layout {
     /// The mark that a once-only event was raised.
     pub fn webhook_raised(&self, event_id: &str) -> String {
         format!("{}{WEBHOOK_RAISED}{event_id}", self.prefix)
+    }
+
+    /// Since when a connection's refreshes have been failing.
+    pub fn webhook_failing(&self, connection: &str) -> String {
+        format!("{}{WEBHOOK_FAILING}{connection}", self.prefix)
     }
 
     /// The connection whose record `key` is, if it is one (a lock key is not).

@@ -273,6 +273,7 @@ async fn refresh_locked<S: Store>(
         Ok(grant) => {
             let next = tokens.refreshed(grant, now, app.config.refresh_lifetime);
             store_refreshed(&attempt, &next).await?;
+            webhooks::refresh_succeeded(app, connection).await;
             app.metrics
                 .refresh_token_seconds_left(connection, next.refresh_valid_for(now));
             Ok(Some(next))
@@ -316,6 +317,7 @@ async fn refresh_locked<S: Store>(
         }
         Err(error) => {
             attempt.report(Outcome::ProviderError, generation, Some(&error));
+            webhooks::refresh_failed(app, connection, &error.to_string()).await;
             if tokens.access_valid_for(now) > 0 {
                 return Ok(Some(tokens.clone()));
             }

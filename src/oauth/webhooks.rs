@@ -41,6 +41,11 @@ pub enum Kind {
     ReauthorizationRequired,
     /// Its refresh token lapses within `WEBHOOK_LAPSE_DAYS` and keep-alive cannot renew it.
     Lapsing,
+    /// Refreshes have failed transiently (the provider unreachable or refusing for a reason
+    /// other than the grant) for `WEBHOOK_FAILING_MINUTES`.
+    Failing,
+    /// A refresh succeeded after `Failing` was raised.
+    Recovered,
 }
 
 impl Kind {
@@ -50,6 +55,8 @@ impl Kind {
             Self::Revoked => "connection.revoked",
             Self::ReauthorizationRequired => "connection.reauthorization_required",
             Self::Lapsing => "connection.lapsing",
+            Self::Failing => "connection.failing",
+            Self::Recovered => "connection.recovered",
         }
     }
 }
@@ -137,6 +144,87 @@ async fn enqueue<S: Store>(app: &App<S>, kind: Kind, id: &str, connection: &str,
             Ok(()) => tracing::info!(kind = kind.as_str(), id, connection, "webhook event raised"),
             Err(error) => tracing::warn!(error, kind = kind.as_str(), connection, "webhook event not raised"),
         }
+    }
+}
+
+/// Since when a connection's refreshes have been failing, and how the last one failed.
+#[derive(Debug, Serialize, Deserialize)]
+struct Failing {
+    since: i64,
+    error: String,
+}
+
+/// How long a failure mark is kept: no refresh is retried later than this.
+const FAILING_MARK_LIFETIME: i64 = 30 * 86_400;
+
+/// The id of the `connection.failing` event of a spell of failures: one per connection and spell,
+/// with no `.` in it.
+fn failing_id(connection: &str, since: i64) -> String {
+    let named = ring::digest::digest(&ring::digest::SHA256, format!("{connection}\n{since}").as_bytes());
+    format!(
+        "evt_failing_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&named.as_ref()[..16])
+    )
+}
+
+/// A refresh failed transiently: the first failure of a spell is remembered (a store write, on
+/// the failure path only), and once the spell has lasted `WEBHOOK_FAILING_MINUTES`,
+/// `connection.failing` is raised, once.
+pub async fn refresh_failed<S: Store>(app: &App<S>, connection: &str, error: &str) {
+    if app.config.webhook_urls.is_empty() {
+        return;
+    }
+    let key = app.keys.webhook_failing(connection);
+    let now = app.clock.now();
+    let spell = match app.store.load(&key).await {
+        Ok(Some(stored)) => serde_json::from_slice::<Failing>(&stored.data).ok(),
+        Ok(None) => None,
+        Err(error) => {
+            tracing::warn!(%error, connection, "the refresh failure could not be remembered");
+            return;
+        }
+    };
+    let Some(spell) = spell else {
+        let first = Failing {
+            since: now,
+            error: error.to_owned(),
+        };
+        let data = serde_json::to_vec(&first).expect("a failure serializes");
+        if let Err(error) = app
+            .store
+            .write(&key, Expect::Any, &data, ttl(FAILING_MARK_LIFETIME))
+            .await
+        {
+            tracing::warn!(%error, connection, "the refresh failure could not be remembered");
+        }
+        return;
+    };
+    if now - spell.since < app.config.webhook_failing_after.as_secs() as i64 {
+        return;
+    }
+    let data = json!({"failing_since": spell.since, "error": error});
+    let id = failing_id(connection, spell.since);
+    raise_once(app, Kind::Failing, &id, now + FAILING_MARK_LIFETIME, connection, data).await;
+}
+
+/// A refresh succeeded: a spell of failures is over, and `connection.recovered` is raised if it
+/// had been announced as failing.
+pub async fn refresh_succeeded<S: Store>(app: &App<S>, connection: &str) {
+    if app.config.webhook_urls.is_empty() {
+        return;
+    }
+    let key = app.keys.webhook_failing(connection);
+    let Ok(Some(stored)) = app.store.take(&key).await else {
+        return;
+    };
+    let Ok(spell) = serde_json::from_slice::<Failing>(&stored.data) else {
+        return;
+    };
+    let announced = app.keys.webhook_raised(&failing_id(connection, spell.since));
+    if matches!(app.store.take(&announced).await, Ok(Some(_))) {
+        let now = app.clock.now();
+        let data = json!({"failing_since": spell.since, "failed_for": now - spell.since});
+        raise(app, Kind::Recovered, connection, data).await;
     }
 }
 
@@ -299,6 +387,8 @@ mod tests {
             Kind::Revoked,
             Kind::ReauthorizationRequired,
             Kind::Lapsing,
+            Kind::Failing,
+            Kind::Recovered,
         ] {
             let name = kind.as_str();
             assert!(name.starts_with("connection."));
