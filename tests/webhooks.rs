@@ -454,3 +454,24 @@ async fn a_single_failure_then_a_refresh_announces_nothing() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_dead_receiver_costs_one_attempt_per_pass_and_keeps_every_event() {
+    let receiver = receiver_answering(500).await;
+    let h = with_receiver(&receiver, &[]).await;
+    for connection in ["a", "b", "c"] {
+        webhooks::raise(&h.app, webhooks::Kind::Revoked, connection, serde_json::json!({})).await;
+    }
+    let pass = keepalive::run(&h.app).await.unwrap();
+    assert_eq!(
+        pass.webhooks,
+        webhooks::Deliveries {
+            delivered: 0,
+            retrying: 1,
+            dropped: 0
+        }
+    );
+    assert_eq!(receiver.received_requests().await.unwrap().len(), 1);
+    use token_broker::base::store::Store;
+    assert_eq!(h.app.store.keys(&h.app.keys.webhooks()).await.unwrap().len(), 3);
+}

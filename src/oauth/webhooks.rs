@@ -66,8 +66,12 @@ const OUTBOX_LIFETIME: i64 = 3 * 86_400;
 /// Seconds after a failed attempt until the next; keep-alive tries whatever is due when it runs,
 /// so on an hourly schedule the short ones round up to the next pass.
 const BACKOFF: [i64; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 86_400];
-/// One attempt's limit: a receiver that hangs costs keep-alive this, and nothing else.
+/// One attempt's limit: a receiver that hangs costs keep-alive this, once per pass (a URL that
+/// failed is not tried again in the same pass).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a pass spends on deliveries at most, well inside the keepalive function's 300 s: an
+/// event taken from the queue must be put back before Lambda ends the invocation.
+const PASS_BUDGET: Duration = Duration::from_secs(120);
 
 /// One event waiting for delivery to one URL.
 #[derive(Debug, Serialize, Deserialize)]
@@ -249,7 +253,13 @@ pub async fn deliver<S: Store>(app: &App<S>) -> Deliveries {
             return done;
         }
     };
+    let started = std::time::Instant::now();
+    let mut failed_urls = Vec::new();
     for key in keys {
+        if started.elapsed() > PASS_BUDGET {
+            tracing::warn!("webhook deliveries stopped for this pass; the rest wait for the next");
+            break;
+        }
         let now = app.clock.now();
         let Ok(Some(stored)) = app.store.load(&key).await else {
             continue;
@@ -266,7 +276,7 @@ pub async fn deliver<S: Store>(app: &App<S>) -> Deliveries {
             done.dropped += 1;
             continue;
         };
-        if pending.next_attempt_at > now {
+        if pending.next_attempt_at > now || failed_urls.contains(&pending.url) {
             continue;
         }
         // Only the pass that takes it delivers it: two passes at once send it once.
@@ -280,6 +290,7 @@ pub async fn deliver<S: Store>(app: &App<S>) -> Deliveries {
                 done.delivered += 1;
             }
             Err(why) => {
+                failed_urls.push(pending.url);
                 pending.attempts += 1;
                 let Some(pause) = BACKOFF.get(pending.attempts - 1) else {
                     tracing::error!(
