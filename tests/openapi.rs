@@ -7,7 +7,7 @@ mod common;
 
 use std::{collections::BTreeSet, panic};
 
-use common::openapi::{check, description};
+use common::openapi::{check, check_event, description};
 use token_broker::{base::store::RedisStore, http::routes::Route};
 
 #[test]
@@ -73,6 +73,15 @@ fn the_check_refuses_what_the_description_does_not_say() {
     });
     fails("a path not described", || {
         check("/status", "GET", 200, Some("text/html"), "")
+    });
+    let event =
+        r#"{"type":"connection.revoked","id":"evt_1","occurred_at":1,"data":{"connection":"a","forced":false}}"#;
+    check_event(event);
+    fails("an event with a token in it", || {
+        check_event(&event.replace("\"forced\":false", "\"access_token\":\"x\""))
+    });
+    fails("an event of an undescribed type", || {
+        check_event(&event.replace("connection.revoked", "connection.deleted"))
     });
     fails("a listed connection with a token in it", || {
         let listed = r#"{"connection":"default","status":"valid","connections":[{"connection":"a","status":"valid","access_token":"x"}]}"#;

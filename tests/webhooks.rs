@@ -58,6 +58,7 @@ async fn received(receiver: &MockServer) -> Vec<(String, i64, String, Value)> {
             let expected = format!("v1,{}", STANDARD.encode(ring::hmac::sign(&key, signed.as_bytes())));
             assert_eq!(header("webhook-signature"), expected, "the signature does not verify");
             assert_eq!(header("content-type"), "application/json");
+            common::openapi::check_event(&body);
             (
                 header("webhook-id"),
                 timestamp,

@@ -143,3 +143,8 @@ pub fn check(path: &str, method: &str, status: u16, content_type: Option<&str>, 
         conforms(&what, &format!("{at}/content/{}/schema", token(&media)), body);
     }
 }
+
+/// Checks the body of one webhook delivery against the description's `WebhookEvent`.
+pub fn check_event(body: &str) {
+    conforms("a webhook delivery", "/components/schemas/WebhookEvent", body);
+}
