@@ -167,7 +167,6 @@ impl ApiKeys {
         let mut names: HashSet<&str> = HashSet::with_capacity(count);
         // The names of the unscoped keys (`API_KEY` and its relatives): a few.
         let unscoped: Vec<String> = self.by_digest.values().map(|key| key.name.clone()).collect();
-        let unscoped: Vec<&str> = unscoped.iter().map(String::as_str).collect();
         for (index, entry) in entries().enumerate() {
             let at = index + 1;
             let mut fields = entry.split(':').map(str::trim);
@@ -206,7 +205,7 @@ impl ApiKeys {
                     Some(names)
                 }
             };
-            if !names.insert(name) || unscoped.contains(&name) {
+            if !names.insert(name) || unscoped.iter().any(|taken| taken == name) {
                 return Err(KeyConfigError::DuplicateName(at, name.into()));
             }
             if self.by_digest.contains_key(&digest) {

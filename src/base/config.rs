@@ -312,30 +312,8 @@ impl Config {
             refresh_wait: vars.seconds("REFRESH_WAIT", 5, 0..=120)?,
             keepalive_window: vars.seconds("KEEPALIVE_WINDOW", preset.keepalive_window as u64, 0..=365 * 86400)?,
             keepalive_interval: vars.seconds("KEEPALIVE_INTERVAL", 3600, 0..=7 * 86400)?,
-            webhook_lapse_warning: match vars.optional("WEBHOOK_LAPSE_DAYS") {
-                None => Duration::from_secs(14 * 86400),
-                Some(days) => match days.parse::<u64>() {
-                    Ok(days @ 1..=365) => Duration::from_secs(days * 86400),
-                    _ => {
-                        return Err(invalid(
-                            "WEBHOOK_LAPSE_DAYS",
-                            "must be a whole number of days, 1 to 365",
-                        ));
-                    }
-                },
-            },
-            webhook_failing_after: match vars.optional("WEBHOOK_FAILING_MINUTES") {
-                None => Duration::from_secs(3600),
-                Some(minutes) => match minutes.parse::<u64>() {
-                    Ok(minutes @ 1..=10_080) => Duration::from_secs(minutes * 60),
-                    _ => {
-                        return Err(invalid(
-                            "WEBHOOK_FAILING_MINUTES",
-                            "must be a whole number of minutes, 1 to 10080",
-                        ));
-                    }
-                },
-            },
+            webhook_lapse_warning: vars.duration("WEBHOOK_LAPSE_DAYS", 14, 1..=365, (86400, "days"))?,
+            webhook_failing_after: vars.duration("WEBHOOK_FAILING_MINUTES", 60, 1..=10_080, (60, "minutes"))?,
             webhook_secret: webhook_secret(&vars, &webhook_urls)?,
             webhook_urls,
         })
@@ -679,19 +657,31 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
         default: u64,
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<Duration, ConfigError> {
+        self.duration(name, default, range, (1, "seconds"))
+    }
+
+    /// A whole number of `unit` (its length in seconds, and its name for the error), `default`
+    /// when unset.
+    fn duration(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+        (unit, units): (u64, &str),
+    ) -> Result<Duration, ConfigError> {
         let Some(raw) = self.optional(name) else {
-            return Ok(Duration::from_secs(default));
+            return Ok(Duration::from_secs(default * unit));
         };
         let value: u64 = raw
             .parse()
-            .map_err(|_| invalid(name, "must be a whole number of seconds"))?;
+            .map_err(|_| invalid(name, &format!("must be a whole number of {units}")))?;
         if !range.contains(&value) {
             return Err(invalid(
                 name,
-                &format!("must be between {} and {} seconds", range.start(), range.end()),
+                &format!("must be between {} and {} {units}", range.start(), range.end()),
             ));
         }
-        Ok(Duration::from_secs(value))
+        Ok(Duration::from_secs(value * unit))
     }
 }
 
@@ -1304,6 +1294,9 @@ mod tests {
             ("REVOCATION_URL", "http://provider.example/revoke"),
             ("LOGIN_STATE_TTL", "5"),
             ("REDIS_CLUSTER", "yes"),
+            ("WEBHOOK_LAPSE_DAYS", "0"),
+            ("WEBHOOK_LAPSE_DAYS", "a fortnight"),
+            ("WEBHOOK_FAILING_MINUTES", "10081"),
         ] {
             let mut vars = base();
             vars.insert(name, value);
@@ -1312,6 +1305,19 @@ mod tests {
                 other => panic!("{name}={value}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn webhook_periods_are_read_in_their_units() {
+        let mut vars = base();
+        let config = load(&vars).unwrap();
+        assert_eq!(config.webhook_lapse_warning, Duration::from_secs(14 * 86400));
+        assert_eq!(config.webhook_failing_after, Duration::from_secs(3600));
+        vars.insert("WEBHOOK_LAPSE_DAYS", "3");
+        vars.insert("WEBHOOK_FAILING_MINUTES", "10");
+        let config = load(&vars).unwrap();
+        assert_eq!(config.webhook_lapse_warning, Duration::from_secs(3 * 86400));
+        assert_eq!(config.webhook_failing_after, Duration::from_secs(600));
     }
 
     #[test]
