@@ -233,17 +233,7 @@ async fn a_record_overwritten_with_another_type_is_listed_as_unreadable() {
 
     let verify = h.call(Route::VERIFY, "verify").await;
 
-    let listed: Vec<(String, String)> = verify.json()["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["connection"].as_str().unwrap().to_owned(),
-                c["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let listed = listed_states(&verify.json());
     assert_eq!(
         listed,
         vec![

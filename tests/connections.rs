@@ -110,15 +110,7 @@ async fn verify_lists_every_connection<S: Store>(h: Harness<S>) {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["status"], "valid");
     let listed = reply.json()["connections"].as_array().unwrap().clone();
-    let summary: Vec<(String, String)> = listed
-        .iter()
-        .map(|c| {
-            (
-                c["connection"].as_str().unwrap().to_owned(),
-                c["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let summary = listed_states(&reply.json());
     assert_eq!(
         summary,
         vec![

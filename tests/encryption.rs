@@ -202,17 +202,7 @@ async fn verify_without_the_key_reads_the_health_and_never_the_tokens() {
     assert_eq!(listed["status"], "valid");
     assert_eq!(listed["access_token_expires_at"], START + 600);
     assert_eq!(listed["scope"], "read");
-    let states: Vec<_> = listed["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["connection"].as_str().unwrap().to_owned(),
-                c["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let states = listed_states(&listed);
     for expected in [
         ("default", "valid"),
         ("expired", "access_token_expired"),

@@ -69,6 +69,21 @@ async fn received(receiver: &MockServer) -> Vec<(String, i64, String, Value)> {
         .collect()
 }
 
+/// The events of type `kind` among those received.
+fn of_type<'a>(events: &'a [(String, i64, String, Value)], kind: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .map(|(.., event)| event)
+        .filter(|event| event["type"] == kind)
+        .collect()
+}
+
+/// The provider answers every token request with `answer` from now on.
+async fn provider_now_answers(h: &Harness, answer: ResponseTemplate) {
+    h.provider.reset().await;
+    provider_answers(&h.provider, answer).await;
+}
+
 async fn receiver_answering(status: u16) -> MockServer {
     let receiver = MockServer::start().await;
     Mock::given(matchers::method("POST"))
@@ -227,19 +242,14 @@ async fn a_lost_grant_and_a_coming_lapse_are_announced_the_lapse_once() {
         h.clock.advance(3600);
     }
     let events = received(&receiver).await;
-    let lapsing: Vec<&Value> = events
-        .iter()
-        .map(|(.., event)| event)
-        .filter(|event| event["type"] == "connection.lapsing")
-        .collect();
+    let lapsing = of_type(&events, "connection.lapsing");
     assert_eq!(lapsing.len(), 1, "{events:?}");
     assert_eq!(lapsing[0]["data"]["connection"], "lab-1");
     assert_eq!(lapsing[0]["data"]["refresh_token_expires_at"], START + 2 * 86_400);
 
     // Now the provider refuses the refresh token.
-    h.provider.reset().await;
-    provider_answers(
-        &h.provider,
+    provider_now_answers(
+        &h,
         ResponseTemplate::new(400)
             .set_body_json(serde_json::json!({"error": "invalid_grant", "error_description": "the token was revoked"})),
     )
@@ -390,11 +400,7 @@ async fn a_spell_of_failures_is_announced_once_and_its_end_follows() {
     }
     keepalive::run(&h.app).await.unwrap();
     let events = received(&receiver).await;
-    let failing: Vec<&Value> = events
-        .iter()
-        .map(|(.., event)| event)
-        .filter(|event| event["type"] == "connection.failing")
-        .collect();
+    let failing = of_type(&events, "connection.failing");
     let names: Vec<&str> = failing
         .iter()
         .map(|e| e["data"]["connection"].as_str().unwrap())
@@ -406,19 +412,17 @@ async fn a_spell_of_failures_is_announced_once_and_its_end_follows() {
     assert!(default["data"]["error"].as_str().unwrap().contains("503"), "{default}");
 
     // The provider is back: the next refresh ends the spell, and says for how long it lasted.
-    h.provider.reset().await;
-    provider_answers(
-        &h.provider,
+    provider_now_answers(
+        &h,
         ResponseTemplate::new(200).set_body_json(grant_body("access-1", "refresh-1")),
     )
     .await;
     assert_eq!(h.call(Route::TOKEN, "token").await.status, 200);
     keepalive::run(&h.app).await.unwrap();
     let events = received(&receiver).await;
-    let recovered: Vec<&Value> = events
-        .iter()
-        .map(|(.., event)| event)
-        .filter(|event| event["type"] == "connection.recovered" && event["data"]["connection"] == "default")
+    let recovered: Vec<&Value> = of_type(&events, "connection.recovered")
+        .into_iter()
+        .filter(|event| event["data"]["connection"] == "default")
         .collect();
     assert_eq!(recovered.len(), 1, "{events:?}");
     assert_eq!(recovered[0]["data"]["failing_since"], START);
@@ -436,9 +440,8 @@ async fn a_single_failure_then_a_refresh_announces_nothing() {
         .await;
     provider_answers(&h.provider, ResponseTemplate::new(502)).await;
     assert_eq!(h.call(Route::TOKEN, "token").await.status, 502);
-    h.provider.reset().await;
-    provider_answers(
-        &h.provider,
+    provider_now_answers(
+        &h,
         ResponseTemplate::new(200).set_body_json(grant_body("access-1", "refresh-1")),
     )
     .await;

@@ -146,16 +146,8 @@ async fn warn_of_lapse<S: Store>(app: &App<S>, report: &ConnectionReport) {
         return;
     }
     let deadline = app.clock.now() + left;
-    // Named after the connection and the deadline's hour (seconds move between passes), with no
-    // `.` in it, as Standard Webhooks asks of an id.
-    let named = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("{}\n{}", report.connection, deadline / 3600).as_bytes(),
-    );
-    let id = format!(
-        "evt_lapse_{}",
-        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &named.as_ref()[..16])
-    );
+    // Named after the deadline's hour: its seconds move between passes.
+    let id = webhooks::once_id("lapse", &report.connection, deadline / 3600);
     let data = serde_json::json!({"refresh_token_expires_at": deadline, "refresh_token_expires_in": left});
     webhooks::raise_once(app, webhooks::Kind::Lapsing, &id, deadline, &report.connection, data).await;
 }

@@ -161,14 +161,20 @@ struct Failing {
 /// How long a failure mark is kept: no refresh is retried later than this.
 const FAILING_MARK_LIFETIME: i64 = 30 * 86_400;
 
-/// The id of the `connection.failing` event of a spell of failures: one per connection and spell,
-/// with no `.` in it.
-fn failing_id(connection: &str, since: i64) -> String {
-    let named = ring::digest::digest(&ring::digest::SHA256, format!("{connection}\n{since}").as_bytes());
+/// The id of a once-only event, the same every time it is derived from the same `what` of the
+/// same connection (for [`raise_once`]), with no `.` in it as Standard Webhooks asks: connection
+/// names may hold one.
+pub fn once_id(kind: &str, connection: &str, what: i64) -> String {
+    let named = ring::digest::digest(&ring::digest::SHA256, format!("{connection}\n{what}").as_bytes());
     format!(
-        "evt_failing_{}",
+        "evt_{kind}_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&named.as_ref()[..16])
     )
+}
+
+/// The id of the `connection.failing` event of a spell of failures: one per connection and spell.
+fn failing_id(connection: &str, since: i64) -> String {
+    once_id("failing", connection, since)
 }
 
 /// A refresh failed transiently: the first failure of a spell is remembered (a store write, on
@@ -246,6 +252,7 @@ pub async fn deliver<S: Store>(app: &App<S>) -> Deliveries {
     let Some(secret) = &app.config.webhook_secret else {
         return done;
     };
+    let signing = signing_key(secret);
     let keys = match app.store.keys(&app.keys.webhooks()).await {
         Ok(keys) => keys,
         Err(error) => {
@@ -284,7 +291,7 @@ pub async fn deliver<S: Store>(app: &App<S>) -> Deliveries {
             continue;
         }
         let url = &app.config.webhook_urls[pending.url];
-        match attempt(secret, url, &pending, now).await {
+        match attempt(&signing, url, &pending, now).await {
             Ok(()) => {
                 tracing::info!(id = pending.id, url = pending.url, "webhook delivered");
                 done.delivered += 1;
@@ -327,22 +334,30 @@ pub async fn deliver<S: Store>(app: &App<S>) -> Deliveries {
 
 /// The `webhook-signature` value for one attempt.
 pub fn signature(secret: &Secret, id: &str, timestamp: i64, body: &str) -> String {
+    sign(&signing_key(secret), id, timestamp, body)
+}
+
+/// The HMAC key of `WEBHOOK_SECRET`, which config holds as base64 of its bytes.
+fn signing_key(secret: &Secret) -> hmac::Key {
     let key_bytes = STANDARD.decode(secret.expose()).unwrap_or_default();
-    let key = hmac::Key::new(hmac::HMAC_SHA256, &key_bytes);
-    let tag = hmac::sign(&key, format!("{id}.{timestamp}.{body}").as_bytes());
+    hmac::Key::new(hmac::HMAC_SHA256, &key_bytes)
+}
+
+fn sign(key: &hmac::Key, id: &str, timestamp: i64, body: &str) -> String {
+    let tag = hmac::sign(key, format!("{id}.{timestamp}.{body}").as_bytes());
     format!("v1,{}", STANDARD.encode(tag.as_ref()))
 }
 
 /// One POST. 2xx is delivered, and so is 410 Gone (the receiver wants no more); anything else,
 /// a redirect included, is a failure to retry.
-async fn attempt(secret: &Secret, url: &str, pending: &Pending, now: i64) -> Result<(), String> {
+async fn attempt(key: &hmac::Key, url: &str, pending: &Pending, now: i64) -> Result<(), String> {
     let client = client().ok_or("the HTTP client could not be built")?;
     let answer = client
         .post(url)
         .header("content-type", "application/json")
         .header("webhook-id", &pending.id)
         .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", signature(secret, &pending.id, now, &pending.body))
+        .header("webhook-signature", sign(key, &pending.id, now, &pending.body))
         .body(pending.body.clone())
         .send()
         .await

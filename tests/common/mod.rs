@@ -382,6 +382,21 @@ impl Reply {
     }
 }
 
+/// `/verify`'s `connections` list as (connection, status) pairs, in the order it lists them.
+pub fn listed_states(verify_body: &Value) -> Vec<(String, String)> {
+    verify_body["connections"]
+        .as_array()
+        .expect("a connections list")
+        .iter()
+        .map(|c| {
+            (
+                c["connection"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 pub fn tokens(access: &str, refresh: &str, access_expires_at: i64, refresh_expires_at: i64) -> TokenSet {
     TokenSet {
         access_token: Secret::new(access),
